@@ -1,0 +1,29 @@
+# Everything runs from a virtualenv in .venv, created and filled on first use.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench install clean
+
+$(STAMP): setup.py constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" -c constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,bench]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ampel-monitor drift --reference examples/reference.csv --current examples/current.csv \
+		--prediction prediction --label label --format table
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_ddsketch.py
+	$(BIN)/python benchmarks/bench_drift.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,198 @@
+"""The ``ampel-monitor`` command line.
+
+Errors in the input or the options end the command with a one-line message naming
+the file, column or option, and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ampel_monitor import __version__
+from ampel_monitor.io import read_columns
+from drift.base import STAT_TESTS
+from drift.profile import ReferenceProfile
+from drift.report import DriftPolicy, DriftReport, drift_report, sketch_columns
+
+__all__ = ["main"]
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [name.strip() for name in text.split(",") if name.strip()] if text else None
+
+
+def _threshold(text: str) -> tuple[str, float]:
+    test, sep, value = text.partition("=")
+    if not sep or test not in STAT_TESTS:
+        raise argparse.ArgumentTypeError(f"expected TEST=VALUE with TEST one of {sorted(STAT_TESTS)}, got {text!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threshold of {test!r} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"threshold of {test!r} must be finite, got {value!r}")
+    return test, number
+
+
+def _feature_threshold(text: str) -> tuple[str, str, float]:
+    feature, sep, rest = text.rpartition(":")
+    if not sep or not feature:
+        raise argparse.ArgumentTypeError(f"expected FEATURE:TEST=VALUE, got {text!r}")
+    return (feature, *_threshold(rest))
+
+
+def _add_column_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--numeric", metavar="A,B", help="numeric feature columns (default: inferred)")
+    parser.add_argument("--categorical", metavar="C,D", help="categorical feature columns (default: inferred)")
+    parser.add_argument("--prediction", metavar="COL", help="column of the model's predictions")
+    parser.add_argument("--confidence", metavar="COL", help="column of the model's confidences")
+    parser.add_argument("--label", metavar="COL", help="column of ground-truth labels")
+    parser.add_argument("--resolution", type=int, default=1000, help="KS bins: reference quantile steps (1000)")
+    parser.add_argument("--max-categories", type=int, default=50, help="categories kept per feature (50)")
+
+
+def _build_profile(path: str, args: argparse.Namespace) -> ReferenceProfile:
+    numeric, categorical = _names(args.numeric), _names(args.categorical)
+    special = [c for c in (args.prediction, args.confidence, args.label) if c]
+    wanted = None if numeric is None and categorical is None else [*(numeric or []), *(categorical or []), *special]
+    columns = read_columns(path, wanted, categorical=categorical or ())
+    try:
+        return ReferenceProfile.build(
+            columns,
+            numeric=numeric,
+            categorical=categorical,
+            prediction=args.prediction,
+            confidence=args.confidence,
+            label=args.label,
+            resolution=args.resolution,
+            max_categories=args.max_categories,
+        )
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _load_reference(path: str, args: argparse.Namespace) -> ReferenceProfile:
+    """A saved profile when ``path`` is one, otherwise a profile of the data file."""
+    if Path(path).suffix.lower() == ".json" and Path(path).is_file():
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            data = None  # not one JSON document: JSON lines of data
+        if isinstance(data, dict) and "format" in data:
+            try:
+                return ReferenceProfile.from_dict(data)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}: invalid reference profile: {exc}") from None
+    return _build_profile(path, args)
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    profile = _build_profile(args.reference, args)
+    profile.save(args.out)
+    kinds = [f.kind for f in profile.features.values()]
+    print(
+        f"profiled {profile.rows} rows: {kinds.count('numeric')} numeric and "
+        f"{kinds.count('categorical')} categorical features -> {args.out}"
+    )
+    return 0
+
+
+def _format_table(report: DriftReport) -> str:
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    header = ("feature", "kind", "psi", "js", "statistic", "p-value", "missing", "drifted")
+    rows = [header]
+    for name, entry in report.to_dict()["features"].items():
+        stat = entry.get("ks_statistic", entry.get("chi2_statistic"))
+        pvalue = entry.get("ks_pvalue", entry.get("chi2_pvalue"))
+        rows.append(
+            (name, entry["kind"], cell(entry["psi"]), cell(entry["js"]), cell(stat), cell(pvalue),
+             cell(entry["missing_share"]), "DRIFT" if entry["drifted"] else "no")
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows]
+    lines.append(
+        f"{len(report.drifted_features)} of {len(report.features)} features drifted "
+        f"(share {report.share_drifted:.3f})"
+    )
+    return "\n".join(lines)
+
+
+def _cmd_drift(args: argparse.Namespace) -> int:
+    profile = _load_reference(args.reference, args)
+    names = list(profile.features)
+    categorical = [n for n, f in profile.features.items() if f.kind == "categorical"]
+    columns = read_columns(args.current, names, categorical=categorical)
+    try:
+        states = sketch_columns(profile, columns)
+    except ValueError as exc:
+        raise ValueError(f"{args.current}: {exc}") from None
+    for name, state in states.items():
+        if state.count == 0:
+            raise ValueError(f"{args.current}: feature {name!r} has no values")
+    per_feature: dict[str, dict[str, float]] = {}
+    for feature, test, value in args.feature_threshold:
+        per_feature.setdefault(feature, {})[test] = value
+    unknown = sorted(set(per_feature) - set(profile.features))
+    if unknown:
+        raise ValueError(f"--feature-threshold: unknown feature {unknown[0]!r}")
+    thresholds = dict(args.threshold) if args.threshold else None
+    policy = DriftPolicy(per_feature=per_feature) if thresholds is None else DriftPolicy(thresholds, per_feature)
+    report = drift_report(profile, states, policy)
+    document = json.dumps(report.to_dict(), indent=2)
+    if args.out:
+        Path(args.out).write_text(document + "\n", encoding="utf-8")
+    print(_format_table(report) if args.format == "table" else document)
+    return 1 if args.fail_on_drift and report.drifted_features else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ampel-monitor", description="Streaming performance and drift monitoring of ML models."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    profile = commands.add_parser("profile", help="build a reference profile from a data file")
+    profile.add_argument("--reference", required=True, metavar="FILE", help="reference data (csv, parquet, jsonl, avro)")
+    profile.add_argument("--out", required=True, metavar="PROFILE.json", help="where to write the profile")
+    _add_column_options(profile)
+    profile.set_defaults(run=_cmd_profile)
+
+    drift = commands.add_parser("drift", help="compare current data with a reference")
+    drift.add_argument("--reference", required=True, metavar="FILE_OR_PROFILE", help="reference data or profile")
+    drift.add_argument("--current", required=True, metavar="FILE", help="current data (csv, parquet, jsonl, avro)")
+    drift.add_argument("--out", metavar="REPORT.json", help="also write the JSON report here")
+    drift.add_argument("--format", choices=("json", "table"), default="json", help="what to print (json)")
+    drift.add_argument("--threshold", type=_threshold, action="append", default=[], metavar="TEST=VALUE",
+                       help="a deciding test and its threshold, repeatable (default: psi=0.2 js=0.1)")
+    drift.add_argument("--feature-threshold", type=_feature_threshold, action="append", default=[],
+                       metavar="FEATURE:TEST=VALUE", help="a per-feature threshold, repeatable")
+    drift.add_argument("--fail-on-drift", action="store_true", help="exit with status 1 when a feature drifted")
+    _add_column_options(drift)
+    drift.set_defaults(run=_cmd_drift)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ValueError as exc:
+        print(f"ampel-monitor: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"ampel-monitor: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Packaging of ampel-monitor. Exact versions for CI live in constraints.txt."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ampel-monitor",
+    version="0.1.0",
+    description="Streaming performance and drift monitoring of ML models on Apache Beam",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["ampel_monitor*", "sketches*", "drift*", "transforms*", "pipelines*"]),
+    package_data={"": ["py.typed"], "ampel_monitor": ["data/*"]},
+    install_requires=[
+        "apache-beam>=2.77,<3",
+        "numpy>=2.0,<3",
+        "scipy>=1.13,<2",
+        "pyarrow>=16,<27",
+        "fastavro>=1.9,<2",
+        "pyyaml>=6.0,<7",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],
+        "bench": ["ddsketch>=3,<4", "datasketches>=5,<6", "psutil>=5.9,<8"],
+    },
+    entry_points={"console_scripts": ["ampel-monitor=ampel_monitor.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
