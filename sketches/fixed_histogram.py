@@ -45,7 +45,7 @@ class FixedHistogram:
     Examples:
         >>> hist = FixedHistogram([1.0, 2.0]).add_many([0.5, 1.0, 1.5, 2.0, float("nan")])
         >>> hist.counts.tolist(), hist.missing
-        ([1.0, 2.0, 2.0], 1.0)
+        ([1.0, 2.0, 1.0], 1.0)
         >>> FixedHistogram([1.0, 2.0], exact_edges=True).add_many([1.0, 1.5, 3.0]).counts.tolist()
         [0.0, 1.0, 1.0, 0.0, 1.0]
     """

@@ -34,25 +34,26 @@ class LogarithmicMapping:
         True
     """
 
-    __slots__ = ("relative_accuracy", "gamma", "_multiplier", "min_indexable")
+    __slots__ = ("relative_accuracy", "gamma", "key_per_log", "min_indexable")
 
     def __init__(self, relative_accuracy: float = 0.01) -> None:
         if not 0.0 < relative_accuracy < 1.0:
             raise ValueError(_ALPHA_ERR.format(relative_accuracy))
         self.relative_accuracy = float(relative_accuracy)
         self.gamma = (1.0 + self.relative_accuracy) / (1.0 - self.relative_accuracy)
-        self._multiplier = 1.0 / math.log(self.gamma)
+        #: Keys per unit of natural logarithm, ``1 / ln(gamma)``.
+        self.key_per_log = 1.0 / math.log(self.gamma)
         #: Smallest magnitude that gets its own key; smaller ones count as zero.
         self.min_indexable = float(np.finfo(np.float64).tiny) * self.gamma
 
     def key(self, value: float) -> int:
         """Returns the key of one positive value."""
-        return int(math.ceil(math.log(value) * self._multiplier))
+        return int(math.ceil(math.log(value) * self.key_per_log))
 
     def keys(self, values: np.ndarray) -> np.ndarray:
         """Returns the int64 keys of an array of positive values (vectorised)."""
         logs = np.log(values)
-        logs *= self._multiplier
+        logs *= self.key_per_log
         np.ceil(logs, out=logs)
         return logs.astype(np.int64)
 

@@ -2,9 +2,7 @@
 
 Counts live in one contiguous float64 array indexed by ``key - offset``. The store
 never holds more than ``max_bins`` buckets: when a new key would widen it further,
-the lowest buckets are collapsed into the lowest bucket that is kept. With the
-default 2048 buckets and ``alpha = 0.01`` that only happens when the values of one
-sketch span more than 17 orders of magnitude.
+the lowest buckets are collapsed into the lowest bucket that is kept.
 """
 
 from __future__ import annotations

@@ -1,0 +1,78 @@
+"""KS from mergeable bins against scipy.stats.ks_2samp on the raw data."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import ks_2samp, kstwo
+
+from drift import ReferenceProfile, drift_report, ks_from_counts, sketch_columns
+from sketches import FixedHistogram
+
+CASES = {
+    "no shift": (lambda r: r.normal(0, 1, 20_000), lambda r: r.normal(0, 1, 10_000)),
+    "small shift": (lambda r: r.normal(0, 1, 20_000), lambda r: r.normal(0.05, 1, 10_000)),
+    "scale": (lambda r: r.normal(0, 1, 20_000), lambda r: r.normal(0, 1.3, 10_000)),
+    "heavy tail": (lambda r: r.pareto(1.2, 20_000), lambda r: r.pareto(1.0, 10_000)),
+    "ties": (lambda r: r.poisson(3, 20_000).astype(float), lambda r: r.poisson(3.3, 10_000).astype(float)),
+    "disjoint": (lambda r: r.uniform(0, 1, 5_000), lambda r: r.uniform(2, 3, 5_000)),
+    "current constant": (lambda r: r.normal(0, 1, 5_000), lambda r: np.full(1000, 0.25)),
+    "reference constant": (lambda r: np.full(5_000, 7.0), lambda r: r.choice([6.0, 7.0, 8.0], 1000)),
+    "unequal sizes": (lambda r: r.exponential(1, 50_000), lambda r: r.exponential(1.1, 300)),
+}
+
+
+def ks_of(reference, current, resolution=1000):
+    profile = ReferenceProfile.build({"x": reference}, resolution=resolution)
+    entry = drift_report(profile, sketch_columns(profile, {"x": current})).features["x"]
+    return entry.ks_statistic, entry.ks_pvalue
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_statistic_within_001_of_scipy(case):
+    rng = np.random.default_rng(sorted(CASES).index(case))
+    reference, current = CASES[case][0](rng), CASES[case][1](rng)
+    statistic, pvalue = ks_of(reference, current)
+    expected = ks_2samp(reference, current, method="asymp")
+    assert abs(statistic - expected.statistic) <= 0.01
+    # the documented one-sided bound: never above, at most 1/resolution below
+    assert expected.statistic - 1 / 1000 - 1e-12 <= statistic <= expected.statistic + 1e-12
+    n, m = sorted([reference.size, current.size], reverse=True)
+    assert pvalue == pytest.approx(float(kstwo.sf(statistic, round(n * m / (n + m)))), rel=1e-12)
+
+
+@pytest.mark.parametrize("case", ["ties", "disjoint", "current constant", "reference constant"])
+def test_statistic_and_pvalue_exact_when_every_value_is_an_edge(case):
+    rng = np.random.default_rng(7)
+    reference, current = CASES[case][0](rng), CASES[case][1](rng)
+    statistic, pvalue = ks_of(reference, current)
+    expected = ks_2samp(reference, current, method="asymp")
+    if case == "current constant":  # 0.25 is no reference quantile: D is within the bound only
+        assert abs(statistic - expected.statistic) <= 1e-3
+        return
+    assert statistic == pytest.approx(expected.statistic, abs=1e-12)
+    assert pvalue == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+
+
+def test_coarser_resolution_keeps_its_bound():
+    rng = np.random.default_rng(9)
+    reference, current = rng.normal(0, 1, 20_000), rng.normal(0.1, 1, 20_000)
+    statistic, _ = ks_of(reference, current, resolution=50)
+    assert 0 <= ks_2samp(reference, current).statistic - statistic <= 1 / 50 + 1e-12
+
+
+def test_merged_windows_equal_one_pass():
+    rng = np.random.default_rng(10)
+    edges = np.unique(np.quantile(rng.normal(size=1000), np.linspace(0, 1, 101)))
+    reference = FixedHistogram(edges, exact_edges=True).add_many(rng.normal(size=1000))
+    parts = [rng.normal(0.2, 1, 400) for _ in range(5)]
+    merged = FixedHistogram(edges, exact_edges=True)
+    for part in parts:
+        merged.merge(FixedHistogram(edges, exact_edges=True).add_many(part))
+    whole = FixedHistogram(edges, exact_edges=True).add_many(np.concatenate(parts))
+    assert ks_from_counts(reference.counts, merged.counts) == ks_from_counts(reference.counts, whole.counts)
+
+
+def test_empty_side_gives_nan():
+    statistic, pvalue = ks_from_counts(np.array([1.0, 2.0]), np.zeros(2))
+    assert math.isnan(statistic) and math.isnan(pvalue)

@@ -1,0 +1,15 @@
+"""The kernels stay free of Apache Beam."""
+
+import subprocess
+import sys
+
+
+def test_kernels_do_not_import_beam():
+    code = (
+        "import sys, sketches, drift, drift.report, drift.profile, sketches.serde\n"
+        "assert 'apache_beam' not in sys.modules, sorted(m for m in sys.modules if 'beam' in m)\n"
+        "print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
