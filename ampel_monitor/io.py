@@ -79,7 +79,6 @@ def _is_categorical_type(kind: pa.DataType) -> bool:
         or pa.types.is_large_string(kind)
         or pa.types.is_boolean(kind)
         or pa.types.is_dictionary(kind)
-        or pa.types.is_null(kind)
     )
 
 
@@ -108,9 +107,9 @@ def arrow_to_columns(
         if name not in table.column_names:
             raise ValueError(f"{prefix}unknown column {name!r}")
         data = table.column(name)
-        if _is_numeric_type(data.type) and name not in categorical:
+        if (_is_numeric_type(data.type) or pa.types.is_null(data.type)) and name not in categorical:
             columns[name] = pc.cast(data, pa.float64()).to_numpy(zero_copy_only=False)
-        elif _is_categorical_type(data.type) or _is_numeric_type(data.type):
+        elif _is_categorical_type(data.type) or _is_numeric_type(data.type) or pa.types.is_null(data.type):
             encoded = pc.dictionary_encode(pc.cast(data, pa.string())).combine_chunks()
             indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
             columns[name] = EncodedColumn(indices.astype(np.intp), encoded.dictionary.to_pylist())
