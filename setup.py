@@ -10,8 +10,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["ampel_monitor*", "sketches*", "drift*", "transforms*", "pipelines*"]),
-    package_data={"": ["py.typed"], "ampel_monitor": ["data/*"]},
+    packages=find_packages(include=["ampel_monitor*", "sketches*", "drift*", "transforms*", "pipelines*", "schemas*"]),
+    package_data={"": ["py.typed"], "schemas": ["*.avsc"]},
     install_requires=[
         "apache-beam>=2.77,<3",
         "numpy>=2.0,<3",

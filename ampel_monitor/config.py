@@ -1,0 +1,326 @@
+"""The monitor's configuration: one YAML file, validated at start-up into typed objects.
+
+Every error names the field it is about (``models[1].task: ...``) and is raised before
+any pipeline starts. Durations are seconds or strings like ``90s``, ``5m``, ``2h``.
+
+Example::
+
+    models:
+      - id: credit-risk
+        task: classification
+        reference: profiles/credit-risk.json
+    windows: {size: 5m, slide: 1m, allowed_lateness: 2m}
+    alerts:
+      latency_p95: {threshold: 0.5}
+    drift:
+      thresholds: {psi: 0.2, js: 0.1}
+    sinks:
+      out_dir: out
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drift.report import DriftPolicy
+
+__all__ = [
+    "AlertRule",
+    "Config",
+    "DEFAULT_RULES",
+    "ModelConfig",
+    "SinksConfig",
+    "WindowConfig",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+SEVERITIES = ("critical", "warning", "info")
+TASKS = ("classification", "regression")
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds from a number or a string like ``5m``.
+
+    Raises:
+        ValueError: naming ``where``, if the value is not a positive duration.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: expected a duration like 30s, 5m or 1h, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{where}: expected a duration like 30s, 5m or 1h, got {value!r}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError(f"{where}: must not be negative, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Sliding event-time windows, computed from slices of the slide length."""
+
+    #: Window length, seconds.
+    size: float = 300.0
+    #: Distance between window starts, seconds; ``size`` must be a multiple of it.
+    slide: float = 60.0
+    #: How long after a window's end late events still update it, seconds.
+    allowed_lateness: float = 120.0
+
+    @property
+    def size_ms(self) -> int:
+        return int(round(self.size * 1000))
+
+    @property
+    def slide_ms(self) -> int:
+        return int(round(self.slide * 1000))
+
+    @property
+    def lateness_ms(self) -> int:
+        return int(round(self.allowed_lateness * 1000))
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One alert rule: a window metric against a threshold, at one severity."""
+
+    #: Rule name (see ``ampel_monitor.alerts.RULE_VALUES`` for the metric it reads).
+    name: str
+    #: "critical", "warning" or "info".
+    severity: str
+    #: The rule fires while the metric is strictly above this.
+    threshold: float
+
+
+#: The default rules of the operating spec.
+DEFAULT_RULES = (
+    AlertRule("latency_p95", "critical", 1.0),  # seconds
+    AlertRule("error_rate", "critical", 0.01),
+    AlertRule("accuracy_drop", "critical", 0.10),
+    AlertRule("accuracy_drop", "warning", 0.05),
+    AlertRule("data_drift", "warning", 0.2),  # the largest feature PSI
+    AlertRule("resource_utilisation", "warning", 0.8),
+    AlertRule("feature_drift", "info", 0.1),  # the largest feature Jensen-Shannon distance
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One monitored model."""
+
+    #: The ``model_id`` of its events.
+    id: str
+    #: "classification" or "regression".
+    task: str
+    #: A reference profile (JSON from ``ampel-monitor profile``) or a reference data file.
+    reference: str
+    #: Columns of the reference data file, when it is one (ignored for a profile).
+    prediction: str | None = "prediction"
+    confidence: str | None = "confidence"
+    label: str | None = "label"
+
+
+@dataclass(frozen=True)
+class SinksConfig:
+    """Where results go."""
+
+    #: Directory of metrics.jsonl, alerts.jsonl and dead_letters.jsonl; None for none.
+    out_dir: str | None = "out"
+    #: Port of the pipeline's own Prometheus /metrics endpoint (127.0.0.1); None for none.
+    metrics_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    models: tuple[ModelConfig, ...]
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    rules: tuple[AlertRule, ...] = DEFAULT_RULES
+    #: Windows with fewer events are reported but never alerted on.
+    min_alert_events: int = 10
+    #: The confidence below which a prediction counts as unsure.
+    confidence_threshold: float = 0.5
+    drift: DriftPolicy = field(default_factory=DriftPolicy)
+    sinks: SinksConfig = field(default_factory=SinksConfig)
+
+    def model(self, model_id: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.id == model_id), None)
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ValueError(f"{where}.{key}: unknown field, expected one of {sorted(allowed)}")
+
+
+def _number(value: Any, where: str, low: float | None = None, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{where}: must be within [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _models(value: Any, base: Path) -> tuple[ModelConfig, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("models: expected a non-empty list of models")
+    models = []
+    allowed = {f.name for f in fields(ModelConfig)}
+    for i, item in enumerate(value):
+        where = f"models[{i}]"
+        item = _mapping(item, where)
+        _check_keys(item, allowed, where)
+        for required in ("id", "task", "reference"):
+            if required not in item:
+                raise ValueError(f"{where}.{required}: missing")
+        task = _string(item["task"], f"{where}.task")
+        if task not in TASKS:
+            raise ValueError(f"{where}.task: expected one of {list(TASKS)}, got {task!r}")
+        reference = Path(_string(item["reference"], f"{where}.reference"))
+        reference = reference if reference.is_absolute() else base / reference
+        if not reference.is_file():
+            raise ValueError(f"{where}.reference: no such file {str(reference)!r}")
+        columns = {k: (None if item[k] is None else _string(item[k], f"{where}.{k}"))
+                   for k in ("prediction", "confidence", "label") if k in item}
+        models.append(ModelConfig(_string(item["id"], f"{where}.id"), task, str(reference), **columns))
+    ids = [m.id for m in models]
+    duplicate = next((i for i in ids if ids.count(i) > 1), None)
+    if duplicate:
+        raise ValueError(f"models: model id {duplicate!r} appears twice")
+    return tuple(models)
+
+
+def _windows(value: Any) -> WindowConfig:
+    data = _mapping(value, "windows")
+    _check_keys(data, {"size", "slide", "allowed_lateness"}, "windows")
+    defaults = WindowConfig()
+    size = parse_duration(data.get("size", defaults.size), "windows.size")
+    slide = parse_duration(data.get("slide", defaults.slide), "windows.slide")
+    lateness = parse_duration(data.get("allowed_lateness", defaults.allowed_lateness), "windows.allowed_lateness")
+    if slide <= 0 or size <= 0:
+        raise ValueError("windows.size and windows.slide: must be positive")
+    if round(size * 1000) % round(slide * 1000):
+        raise ValueError(f"windows.size: must be a multiple of windows.slide ({slide:g}s), got {size:g}s")
+    return WindowConfig(size, slide, lateness)
+
+
+def _rules(value: Any) -> tuple[AlertRule, ...]:
+    data = _mapping(value, "alerts")
+    known = {r.name for r in DEFAULT_RULES}
+    rules = list(DEFAULT_RULES)
+    for name, settings in data.items():
+        where = f"alerts.{name}"
+        if name not in known:
+            raise ValueError(f"{where}: unknown rule, expected one of {sorted(known)}")
+        settings = _mapping(settings, where)
+        if settings.get("enabled", True) is False:
+            rules = [r for r in rules if r.name != name]
+            continue
+        _check_keys(settings, {"threshold", "severity", "enabled", *SEVERITIES}, where)
+        # either one threshold (for the rule's severities) or one per severity
+        for i, rule in enumerate(rules):
+            if rule.name != name:
+                continue
+            threshold = settings.get(rule.severity, settings.get("threshold", rule.threshold))
+            severity = settings.get("severity", rule.severity)
+            if severity not in SEVERITIES:
+                raise ValueError(f"{where}.severity: expected one of {list(SEVERITIES)}, got {severity!r}")
+            rules[i] = replace(rule, severity=severity, threshold=_number(threshold, f"{where}.threshold"))
+    return tuple(rules)
+
+
+def _drift(value: Any) -> DriftPolicy:
+    data = _mapping(value, "drift")
+    _check_keys(data, {"thresholds", "per_feature"}, "drift")
+    kwargs: dict[str, Any] = {}
+    if "thresholds" in data:
+        kwargs["thresholds"] = dict(_mapping(data["thresholds"], "drift.thresholds"))
+    if "per_feature" in data:
+        per_feature = _mapping(data["per_feature"], "drift.per_feature")
+        kwargs["per_feature"] = {k: dict(_mapping(v, f"drift.per_feature.{k}")) for k, v in per_feature.items()}
+    try:
+        return DriftPolicy(**kwargs)
+    except ValueError as exc:
+        raise ValueError(f"drift.{exc}") from None
+
+
+def _sinks(value: Any) -> SinksConfig:
+    data = _mapping(value, "sinks")
+    _check_keys(data, {f.name for f in fields(SinksConfig)}, "sinks")
+    out_dir = data.get("out_dir", SinksConfig.out_dir)
+    port = data.get("metrics_port")
+    if port is not None:
+        port = int(_number(port, "sinks.metrics_port", 0, 65535))
+    return SinksConfig(None if out_dir is None else _string(out_dir, "sinks.out_dir"), port)
+
+
+def parse_config(data: Any, base: Path = Path(".")) -> Config:
+    """Validates a parsed YAML document into a ``Config``.
+
+    Args:
+        data: the document.
+        base: the directory relative paths are resolved against.
+
+    Raises:
+        ValueError: naming the field, for any invalid or unknown field.
+    """
+    data = _mapping(data, "config")
+    allowed = {"models", "windows", "alerts", "min_alert_events", "confidence_threshold", "drift", "sinks"}
+    _check_keys(data, allowed, "config")
+    if "models" not in data:
+        raise ValueError("models: missing")
+    return Config(
+        models=_models(data["models"], base),
+        windows=_windows(data.get("windows")),
+        rules=_rules(data.get("alerts")),
+        min_alert_events=int(_number(data.get("min_alert_events", 10), "min_alert_events", 0)),
+        confidence_threshold=_number(data.get("confidence_threshold", 0.5), "confidence_threshold", 0, 1),
+        drift=_drift(data.get("drift")),
+        sinks=_sinks(data.get("sinks")),
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Reads and validates a YAML config file; relative paths are relative to it.
+
+    Raises:
+        ValueError: naming the file and field, for any problem.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read config: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    try:
+        return parse_config(data, path.resolve().parent)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

@@ -1,0 +1,321 @@
+"""Decoding and validating prediction events into columnar batches.
+
+Records (JSON objects, or Avro records of ``schemas/prediction_event.avsc``) are
+validated and grouped by (model, version, slice), each group becoming one
+``EventBatch`` of numpy columns: the unit the pipeline moves around, instead of one
+element per event. Every rejected record becomes a ``DeadLetter`` with a reason:
+
+* ``malformed``: not a JSON object / not decodable;
+* ``missing_field``: a required field is absent or null;
+* ``bad_type``: a field of the wrong type (e.g. a string where a number belongs);
+* ``bad_value``: an invalid value (a status other than ok/error, a confidence out of [0, 1]);
+* ``bad_timestamp``: not epoch milliseconds nor an RFC 3339 time with an offset;
+* ``negative_latency``, ``non_finite`` (NaN or infinite numbers), ``unknown_model``.
+
+Pure Python and numpy: no Apache Beam import.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from drift.profile import CategoricalProfile, ReferenceProfile
+
+__all__ = ["DeadLetter", "EventBatch", "EventDecoder", "ModelSchema", "parse_timestamp"]
+
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A rejected record, with why and where it came from."""
+
+    #: Machine-readable reason (see the module docstring).
+    reason: str
+    #: What exactly was wrong.
+    detail: str
+    #: Where the record came from: ``file:line``, ``topic/partition@offset``.
+    source: str
+    #: The original record as text.
+    record: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"reason": self.reason, "detail": self.detail, "source": self.source, "record": self.record}
+
+
+@dataclass(frozen=True, eq=False)
+class EventBatch:
+    """Events of one model version in one slice, as columns."""
+
+    model: str
+    version: str
+    #: Start of the slice, epoch milliseconds.
+    slice_start_ms: int
+    #: Event time of each event, epoch milliseconds (int64).
+    timestamps: np.ndarray
+    #: Serving latency, milliseconds (float64).
+    latency_ms: np.ndarray
+    #: True for failed predictions.
+    error: np.ndarray
+    #: Confidence in [0, 1], NaN when absent.
+    confidence: np.ndarray
+    #: Predictions: float64 (NaN when absent) or object (None when absent).
+    prediction: np.ndarray
+    #: Per profiled feature: float64 (NaN missing) or object (None missing) values.
+    features: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.timestamps.size)
+
+
+@dataclass(frozen=True)
+class ModelSchema:
+    """What the decoder expects of one model's events."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    #: Whether predictions are numbers (regression, or a numeric prediction profile).
+    numeric_prediction: bool
+
+    @classmethod
+    def from_profile(cls, profile: ReferenceProfile, task: str) -> ModelSchema:
+        numeric = tuple(n for n, f in profile.features.items() if f.kind == "numeric")
+        categorical = tuple(n for n, f in profile.features.items() if f.kind == "categorical")
+        numeric_prediction = task == "regression" or (
+            profile.prediction is not None and not isinstance(profile.prediction, CategoricalProfile)
+        )
+        return cls(numeric, categorical, numeric_prediction)
+
+
+def parse_timestamp(value: Any) -> int:
+    """Epoch milliseconds from epoch milliseconds or an RFC 3339 string with an offset.
+
+    Raises:
+        ValueError: if the value is neither.
+
+    Examples:
+        >>> parse_timestamp("2026-01-01T00:00:01.5Z"), parse_timestamp(1767225601500)
+        (1767225601500, 1767225601500)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not an RFC 3339 time: {value!r}") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"RFC 3339 time without an offset: {value!r}")
+        return int(round(parsed.timestamp() * 1000))
+    raise ValueError(f"not a timestamp: {value!r}")
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def _number(record: Mapping[str, Any], name: str) -> float:
+    value = record.get(name)
+    if value is None:
+        raise _Reject("missing_field", f"{name} is missing")
+    if isinstance(value, bool) or not isinstance(value, _NUMBER):
+        raise _Reject("bad_type", f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise _Reject("non_finite", f"{name} is {value!r}")
+    return float(value)
+
+
+def _text(record: Mapping[str, Any], name: str) -> str:
+    value = record.get(name)
+    if value is None:
+        raise _Reject("missing_field", f"{name} is missing")
+    if not isinstance(value, str):
+        raise _Reject("bad_type", f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+class EventDecoder:
+    """Validates prediction records and groups them into ``EventBatch``es.
+
+    Args:
+        schemas: per model id, what its events hold.
+        slide_ms: the slice length, milliseconds.
+
+    Attributes:
+        unknown_features: a count of event features no profile knows, by name.
+    """
+
+    def __init__(self, schemas: Mapping[str, ModelSchema], slide_ms: int) -> None:
+        if slide_ms <= 0:
+            raise ValueError(f"slide_ms must be positive, got {slide_ms!r}")
+        self.schemas = dict(schemas)
+        self.slide_ms = int(slide_ms)
+        self.unknown_features: Counter[str] = Counter()
+
+    def decode_json_lines(self, lines: Iterable[tuple[str, str]]) -> tuple[list[EventBatch], list[DeadLetter]]:
+        """Decodes ``(source, line)`` pairs of JSON text."""
+        dead: list[DeadLetter] = []
+
+        def records() -> Iterator[tuple[str, Any, str]]:
+            for source, line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    yield source, json.loads(line), line
+                except ValueError as exc:
+                    dead.append(DeadLetter("malformed", f"invalid JSON: {exc}", source, line.rstrip("\n")))
+
+        batches, rejected = self.decode_records(records())
+        return batches, dead + rejected
+
+    def decode_records(self, records: Iterable[tuple[str, Any, Any]]) -> tuple[list[EventBatch], list[DeadLetter]]:
+        """Validates ``(source, record, original)`` triples and groups the valid ones.
+
+        ``original`` is what a dead letter shows of the record: its text, or None to
+        show the record as JSON.
+        """
+        groups: dict[tuple[str, str, int], list[tuple]] = {}
+        dead: list[DeadLetter] = []
+        slide = self.slide_ms
+        for source, record, original in records:
+            try:
+                row = self._row(record)
+            except _Reject as exc:
+                dead.append(DeadLetter(exc.reason, exc.detail, source, _show(record, original)))
+                continue
+            ts = row[2]
+            groups.setdefault((row[0], row[1], ts - ts % slide), []).append((*row, source, record, original))
+        batches = []
+        for (model, version, start), rows in groups.items():
+            batch, rejected = self._batch(model, version, start, rows)
+            dead.extend(rejected)
+            if batch is not None:
+                batches.append(batch)
+        return batches, dead
+
+    def _row(self, record: Any) -> tuple:
+        if not isinstance(record, dict):
+            raise _Reject("malformed", f"expected an object, got {type(record).__name__}")
+        model = _text(record, "model_id")
+        schema = self.schemas.get(model)
+        if schema is None:
+            raise _Reject("unknown_model", f"model {model!r} is not configured")
+        version = _text(record, "model_version")
+        _text(record, "event_id")
+        if record.get("timestamp") is None:
+            raise _Reject("missing_field", "timestamp is missing")
+        try:
+            ts = parse_timestamp(record["timestamp"])
+        except ValueError as exc:
+            raise _Reject("bad_timestamp", str(exc)) from None
+        latency = _number(record, "latency_ms")
+        if latency < 0:
+            raise _Reject("negative_latency", f"latency_ms is {latency!r}")
+        status = _text(record, "status")
+        if status not in ("ok", "error"):
+            raise _Reject("bad_value", f"status must be 'ok' or 'error', got {status!r}")
+        confidence = record.get("confidence")
+        if confidence is None:
+            confidence = math.nan
+        else:
+            confidence = _number(record, "confidence")
+            if not 0.0 <= confidence <= 1.0:
+                raise _Reject("bad_value", f"confidence must be within [0, 1], got {confidence!r}")
+        prediction = record.get("prediction")
+        if prediction is not None:
+            if schema.numeric_prediction:
+                prediction = _number(record, "prediction")
+            elif isinstance(prediction, (dict, list)) or (isinstance(prediction, float) and not math.isfinite(prediction)):
+                raise _Reject("bad_type", f"prediction must be a class label, got {prediction!r}")
+        features = record.get("features")
+        if not isinstance(features, dict):
+            if features is None:
+                raise _Reject("missing_field", "features is missing")
+            raise _Reject("bad_type", f"features must be an object, got {type(features).__name__}")
+        for name in ("attributes", "attributions"):
+            if record.get(name) is not None and not isinstance(record[name], dict):
+                raise _Reject("bad_type", f"{name} must be an object, got {type(record[name]).__name__}")
+        return model, version, ts, latency, status == "error", confidence, prediction, features
+
+    def _batch(self, model: str, version: str, start: int, rows: list[tuple]) -> tuple[EventBatch | None, list[DeadLetter]]:
+        schema = self.schemas[model]
+        feature_maps = [row[7] for row in rows]
+        known = {*schema.numeric, *schema.categorical}
+        for features in feature_maps:
+            if not features.keys() <= known:
+                self.unknown_features.update(features.keys() - known)
+        bad: dict[int, tuple[str, str]] = {}
+        columns: dict[str, np.ndarray] = {}
+        for name in schema.numeric:
+            values = np.array([f.get(name) for f in feature_maps], dtype=object)
+            kinds = set(map(type, values))
+            if not kinds <= {float, int, type(None)}:
+                for i, value in enumerate(values):
+                    if value is not None and (isinstance(value, bool) or not isinstance(value, _NUMBER)):
+                        bad.setdefault(i, ("bad_type", f"feature {name!r} must be a number, got {value!r}"))
+                        values[i] = None
+            numbers = values.astype(np.float64)
+            missing = values == None  # noqa: E711 (element-wise)
+            for i in np.flatnonzero(~np.isfinite(numbers) & ~missing):
+                bad.setdefault(int(i), ("non_finite", f"feature {name!r} is {numbers[i]!r}"))
+            columns[name] = numbers
+        for name in schema.categorical:
+            values = np.array([f.get(name) for f in feature_maps], dtype=object)
+            kinds = set(map(type, values))
+            if not kinds <= {str, type(None)}:
+                for i, value in enumerate(values):
+                    if isinstance(value, (dict, list)) or (isinstance(value, float) and not math.isfinite(value)):
+                        bad.setdefault(i, ("bad_type", f"feature {name!r} must be a category, got {value!r}"))
+            columns[name] = values
+        dead = [DeadLetter(reason, detail, rows[i][8], _show(rows[i][9], rows[i][10])) for i, (reason, detail) in sorted(bad.items())]
+        keep = None
+        if bad:
+            keep = np.ones(len(rows), dtype=bool)
+            keep[list(bad)] = False
+            if not keep.any():
+                return None, dead
+            columns = {name: column[keep] for name, column in columns.items()}
+        predictions = [row[6] for row in rows]
+        prediction = (
+            np.array([math.nan if p is None else p for p in predictions], dtype=np.float64)
+            if schema.numeric_prediction
+            else np.array(predictions, dtype=object)
+        )
+        batch = EventBatch(
+            model=model,
+            version=version,
+            slice_start_ms=start,
+            timestamps=np.fromiter((row[2] for row in rows), dtype=np.int64, count=len(rows)),
+            latency_ms=np.fromiter((row[3] for row in rows), dtype=np.float64, count=len(rows)),
+            error=np.fromiter((row[4] for row in rows), dtype=bool, count=len(rows)),
+            confidence=np.fromiter((row[5] for row in rows), dtype=np.float64, count=len(rows)),
+            prediction=prediction,
+            features=columns,
+        )
+        if keep is not None:
+            batch = EventBatch(model, version, start, batch.timestamps[keep], batch.latency_ms[keep], batch.error[keep],
+                               batch.confidence[keep], batch.prediction[keep], columns)
+        return batch, dead
+
+
+def _show(record: Any, original: Any) -> str:
+    if isinstance(original, str):
+        return original.rstrip("\n")
+    try:
+        return json.dumps(record, default=str, allow_nan=True)
+    except (TypeError, ValueError):
+        return repr(record)

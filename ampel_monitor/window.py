@@ -1,0 +1,238 @@
+"""Window state of one model: every sketch of every version in one mergeable accumulator.
+
+One ``ModelAccumulator`` holds, per model version: event and error counts, a latency
+and a confidence quantile sketch, the share of unsure confidences, the confidence,
+prediction and feature distributions on the bins of the model's reference profile;
+and, for the model's hosts, resource utilisation sums and maxima. A slice is one
+accumulator; a window is the merge of its slices. State is O(bins), never O(events).
+
+Pure numpy: no Apache Beam import.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ampel_monitor.events import EventBatch
+from drift.profile import ReferenceProfile
+from drift.report import DriftPolicy, FeatureState, feature_drift
+from sketches.ddsketch import DDSketch
+
+__all__ = ["ModelAccumulator", "ModelSpec", "ResourceBatch", "ResourceState", "VersionState", "rfc3339"]
+
+LATENCY_QUANTILES = (0.5, 0.9, 0.95, 0.99)
+CONFIDENCE_QUANTILES = (0.1, 0.5, 0.9)
+
+
+def rfc3339(epoch_ms: int) -> str:
+    """Epoch milliseconds as RFC 3339 UTC, e.g. ``2026-01-01T00:05:00Z``."""
+    moment = datetime.datetime.fromtimestamp(epoch_ms / 1000, tz=datetime.timezone.utc)
+    text = moment.isoformat(timespec="milliseconds" if epoch_ms % 1000 else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSpec:
+    """What the window state of one model needs to know."""
+
+    model: str
+    profile: ReferenceProfile
+    policy: DriftPolicy = field(default_factory=DriftPolicy)
+    confidence_threshold: float = 0.5
+
+
+@dataclass(frozen=True, eq=False)
+class ResourceBatch:
+    """Resource samples of one model's hosts in one slice, as columns (ratios 0-1)."""
+
+    model: str
+    slice_start_ms: int
+    cpu: np.ndarray
+    memory: np.ndarray
+    #: NaN where a host has no GPU.
+    gpu: np.ndarray
+
+
+class ResourceState:
+    """Sums and maxima of resource utilisation samples."""
+
+    __slots__ = ("samples", "sums", "maxima", "gpu_samples")
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.gpu_samples = 0
+        self.sums = np.zeros(3)  # cpu, memory, gpu
+        self.maxima = np.full(3, -np.inf)
+
+    def add(self, batch: ResourceBatch) -> None:
+        if not batch.cpu.size:
+            return
+        gpu = batch.gpu[~np.isnan(batch.gpu)]
+        self.samples += batch.cpu.size
+        self.gpu_samples += gpu.size
+        self.sums += (batch.cpu.sum(), batch.memory.sum(), gpu.sum())
+        self.maxima = np.maximum(self.maxima, (batch.cpu.max(), batch.memory.max(), gpu.max() if gpu.size else -np.inf))
+
+    def merge(self, other: ResourceState) -> None:
+        self.samples += other.samples
+        self.gpu_samples += other.gpu_samples
+        self.sums += other.sums
+        self.maxima = np.maximum(self.maxima, other.maxima)
+
+    def to_dict(self) -> dict[str, Any] | None:
+        if not self.samples:
+            return None
+        out: dict[str, Any] = {"samples": self.samples}
+        for i, name in enumerate(("cpu", "memory", "gpu")):
+            n = self.gpu_samples if name == "gpu" else self.samples
+            out[f"{name}_mean"] = float(self.sums[i] / n) if n else None
+            out[f"{name}_max"] = float(self.maxima[i]) if n else None
+        return out
+
+
+class VersionState:
+    """Every sketch of one model version."""
+
+    __slots__ = ("count", "errors", "latency", "confidence", "unsure", "confidence_hist", "prediction", "features")
+
+    def __init__(self, spec: ModelSpec) -> None:
+        profile = spec.profile
+        self.count = 0
+        self.errors = 0
+        self.latency = DDSketch()
+        self.confidence = DDSketch()
+        self.unsure = 0
+        self.confidence_hist = profile.confidence.new_state() if profile.confidence else None
+        self.prediction: FeatureState | None = profile.prediction.new_state() if profile.prediction else None
+        self.features: dict[str, FeatureState] = {name: f.new_state() for name, f in profile.features.items()}
+
+    def add(self, batch: EventBatch, spec: ModelSpec) -> None:
+        self.count += len(batch)
+        self.errors += int(batch.error.sum())
+        self.latency.add_many(batch.latency_ms)
+        confidence = batch.confidence[~np.isnan(batch.confidence)]
+        if confidence.size:
+            self.confidence.add_many(confidence)
+            self.unsure += int(np.count_nonzero(confidence < spec.confidence_threshold))
+            if self.confidence_hist is not None:
+                self.confidence_hist.add_many(confidence)
+        if self.prediction is not None:
+            self.prediction.add_many(batch.prediction)
+        for name, state in self.features.items():
+            state.add_many(batch.features[name])
+
+    def merge(self, other: VersionState) -> None:
+        self.count += other.count
+        self.errors += other.errors
+        self.latency.merge(other.latency)
+        self.confidence.merge(other.confidence)
+        self.unsure += other.unsure
+        if self.confidence_hist is not None and other.confidence_hist is not None:
+            self.confidence_hist.merge(other.confidence_hist)
+        if self.prediction is not None and other.prediction is not None:
+            self.prediction.merge(other.prediction)  # type: ignore[arg-type]
+        for name, state in self.features.items():
+            state.merge(other.features[name])  # type: ignore[arg-type]
+
+
+class ModelAccumulator:
+    """The mergeable state of one model over one slice or window."""
+
+    __slots__ = ("versions", "resources")
+
+    def __init__(self) -> None:
+        self.versions: dict[str, VersionState] = {}
+        self.resources = ResourceState()
+
+    def add_batch(self, batch: EventBatch | ResourceBatch, spec: ModelSpec) -> ModelAccumulator:
+        if isinstance(batch, ResourceBatch):
+            self.resources.add(batch)
+            return self
+        state = self.versions.get(batch.version)
+        if state is None:
+            state = self.versions[batch.version] = VersionState(spec)
+        state.add(batch, spec)
+        return self
+
+    def merge(self, other: ModelAccumulator) -> ModelAccumulator:
+        """Adds ``other`` into this accumulator (``other`` is unchanged)."""
+        for version, state in other.versions.items():
+            mine = self.versions.get(version)
+            if mine is None:
+                mine = self.versions[version] = _empty_like(state)
+            mine.merge(state)
+        self.resources.merge(other.resources)
+        return self
+
+    def metrics(self, spec: ModelSpec, start_ms: int, end_ms: int, late: bool) -> list[dict[str, Any]]:
+        """The ``WindowMetrics`` record of every version seen in the window."""
+        seconds = (end_ms - start_ms) / 1000
+        resources = self.resources.to_dict()
+        out = []
+        for version in sorted(self.versions):
+            state = self.versions[version]
+            latency = state.latency.quantiles(LATENCY_QUANTILES)
+            drifts = {
+                name: feature_drift(spec.profile.features[name], feature_state, spec.policy)
+                for name, feature_state in state.features.items()
+            }
+            prediction = None
+            if state.prediction is not None and spec.profile.prediction is not None:
+                prediction = feature_drift(spec.profile.prediction, state.prediction, spec.policy).to_dict()
+            confidence = None
+            if state.confidence.count:
+                c10, c50, c90 = state.confidence.quantiles(CONFIDENCE_QUANTILES)
+                confidence = {
+                    "count": int(state.confidence.count),
+                    "mean": state.confidence.mean,
+                    "p10": c10,
+                    "p50": c50,
+                    "p90": c90,
+                    "below_threshold": state.unsure / state.confidence.count,
+                }
+                if state.confidence_hist is not None and spec.profile.confidence is not None:
+                    confidence["drift"] = feature_drift(spec.profile.confidence, state.confidence_hist, spec.policy).to_dict()
+            drifted = [name for name, d in drifts.items() if d.drifted]
+            out.append(
+                {
+                    "model": spec.model,
+                    "version": version,
+                    "window_start": rfc3339(start_ms),
+                    "window_end": rfc3339(end_ms),
+                    "count": state.count,
+                    "errors": state.errors,
+                    "throughput_rps": state.count / seconds,
+                    "error_rate": state.errors / state.count if state.count else 0.0,
+                    "latency_ms": dict(zip(("p50", "p90", "p95", "p99"), latency), max=state.latency.max),
+                    "confidence": confidence,
+                    "features": {name: d.to_dict() for name, d in drifts.items()},
+                    "drifted_features": drifted,
+                    "share_drifted": len(drifted) / len(drifts) if drifts else 0.0,
+                    "prediction_drift": prediction,
+                    "resources": resources,
+                    "late": late,
+                }
+            )
+        return out
+
+
+def _empty_like(state: VersionState) -> VersionState:
+    clone = VersionState.__new__(VersionState)
+    clone.count = clone.errors = clone.unsure = 0
+    clone.latency = DDSketch(state.latency.relative_accuracy, state.latency.max_bins)
+    clone.confidence = DDSketch(state.confidence.relative_accuracy, state.confidence.max_bins)
+    clone.confidence_hist = state.confidence_hist.empty_like() if state.confidence_hist is not None else None
+    clone.prediction = state.prediction.empty_like() if state.prediction is not None else None
+    clone.features = {name: s.empty_like() for name, s in state.features.items()}
+    return clone
+
+
+def max_value(values: list[float | None]) -> float | None:
+    """The largest non-missing value, or None."""
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return max(present) if present else None
