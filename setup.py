@@ -19,6 +19,7 @@ setup(
         "pyarrow>=16,<27",
         "fastavro>=1.9,<2",
         "pyyaml>=6.0,<7",
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],

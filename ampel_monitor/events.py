@@ -29,7 +29,7 @@ import numpy as np
 
 from drift.profile import CategoricalProfile, ReferenceProfile
 
-__all__ = ["DeadLetter", "EventBatch", "EventDecoder", "ModelSchema", "parse_timestamp"]
+__all__ = ["DeadLetter", "EventBatch", "EventDecoder", "ModelSchema", "ResourceBatch", "decode_resources", "parse_timestamp"]
 
 _NUMBER = (int, float)
 
@@ -71,9 +71,54 @@ class EventBatch:
     prediction: np.ndarray
     #: Per profiled feature: float64 (NaN missing) or object (None missing) values.
     features: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: The event ids (object).
+    event_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
 
     def __len__(self) -> int:
         return int(self.timestamps.size)
+
+    def records(self) -> list[dict[str, Any]]:
+        """The events as PredictionEvent-like dicts (profiled features only)."""
+        out = []
+        for i in range(len(self)):
+            prediction = self.prediction[i]
+            out.append(
+                {
+                    "event_id": self.event_ids[i] if i < self.event_ids.size else None,
+                    "model_id": self.model,
+                    "model_version": self.version,
+                    "timestamp": int(self.timestamps[i]),
+                    "latency_ms": float(self.latency_ms[i]),
+                    "status": "error" if self.error[i] else "ok",
+                    "confidence": None if math.isnan(self.confidence[i]) else float(self.confidence[i]),
+                    "prediction": _plain(prediction),
+                    "features": {name: _plain(column[i]) for name, column in self.features.items()},
+                }
+            )
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class ResourceBatch:
+    """Resource samples of one model's hosts in one slice, as columns (ratios 0-1)."""
+
+    model: str
+    slice_start_ms: int
+    cpu: np.ndarray
+    memory: np.ndarray
+    #: NaN where a host has no GPU.
+    gpu: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.cpu.size)
+
+    def records(self) -> list[dict[str, Any]]:
+        """The samples as dicts (the slice start stands for their timestamps)."""
+        return [
+            {"model_id": self.model, "timestamp": self.slice_start_ms, "cpu": float(c), "memory": float(m),
+             "gpu": None if math.isnan(g) else float(g)}
+            for c, m, g in zip(self.cpu, self.memory, self.gpu)
+        ]
 
 
 @dataclass(frozen=True)
@@ -215,7 +260,7 @@ class EventDecoder:
         if schema is None:
             raise _Reject("unknown_model", f"model {model!r} is not configured")
         version = _text(record, "model_version")
-        _text(record, "event_id")
+        event_id = _text(record, "event_id")
         if record.get("timestamp") is None:
             raise _Reject("missing_field", "timestamp is missing")
         try:
@@ -249,7 +294,7 @@ class EventDecoder:
         for name in ("attributes", "attributions"):
             if record.get(name) is not None and not isinstance(record[name], dict):
                 raise _Reject("bad_type", f"{name} must be an object, got {type(record[name]).__name__}")
-        return model, version, ts, latency, status == "error", confidence, prediction, features
+        return model, version, ts, latency, status == "error", confidence, prediction, features, event_id
 
     def _batch(self, model: str, version: str, start: int, rows: list[tuple]) -> tuple[EventBatch | None, list[DeadLetter]]:
         schema = self.schemas[model]
@@ -281,7 +326,7 @@ class EventDecoder:
                     if isinstance(value, (dict, list)) or (isinstance(value, float) and not math.isfinite(value)):
                         bad.setdefault(i, ("bad_type", f"feature {name!r} must be a category, got {value!r}"))
             columns[name] = values
-        dead = [DeadLetter(reason, detail, rows[i][8], _show(rows[i][9], rows[i][10])) for i, (reason, detail) in sorted(bad.items())]
+        dead = [DeadLetter(reason, detail, rows[i][9], _show(rows[i][10], rows[i][11])) for i, (reason, detail) in sorted(bad.items())]
         keep = None
         if bad:
             keep = np.ones(len(rows), dtype=bool)
@@ -305,11 +350,59 @@ class EventDecoder:
             confidence=np.fromiter((row[5] for row in rows), dtype=np.float64, count=len(rows)),
             prediction=prediction,
             features=columns,
+            event_ids=np.array([row[8] for row in rows], dtype=object),
         )
         if keep is not None:
             batch = EventBatch(model, version, start, batch.timestamps[keep], batch.latency_ms[keep], batch.error[keep],
-                               batch.confidence[keep], batch.prediction[keep], columns)
+                               batch.confidence[keep], batch.prediction[keep], columns, batch.event_ids[keep])
         return batch, dead
+
+
+def _ratio(record: Mapping[str, Any], name: str) -> float:
+    value = _number(record, name)
+    if not 0.0 <= value <= 1.0:
+        raise _Reject("bad_value", f"{name} must be a ratio within [0, 1], got {value!r}")
+    return value
+
+
+def decode_resources(
+    records: Iterable[tuple[str, Any, Any]], models: Iterable[str], slide_ms: int
+) -> tuple[list[ResourceBatch], list[DeadLetter]]:
+    """Validates ``(source, record, original)`` resource samples and groups them per (model, slice)."""
+    known = set(models)
+    groups: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    dead: list[DeadLetter] = []
+    for source, record, original in records:
+        try:
+            if not isinstance(record, dict):
+                raise _Reject("malformed", f"expected an object, got {type(record).__name__}")
+            model = _text(record, "model_id")
+            if model not in known:
+                raise _Reject("unknown_model", f"model {model!r} is not configured")
+            _text(record, "host")
+            if record.get("timestamp") is None:
+                raise _Reject("missing_field", "timestamp is missing")
+            try:
+                ts = parse_timestamp(record["timestamp"])
+            except ValueError as exc:
+                raise _Reject("bad_timestamp", str(exc)) from None
+            gpu = math.nan if record.get("gpu") is None else _ratio(record, "gpu")
+            sample = (_ratio(record, "cpu"), _ratio(record, "memory"), gpu)
+        except _Reject as exc:
+            dead.append(DeadLetter(exc.reason, exc.detail, source, _show(record, original)))
+            continue
+        groups.setdefault((model, ts - ts % slide_ms), []).append(sample)
+    batches = []
+    for (model, start), samples in groups.items():
+        columns = np.array(samples, dtype=np.float64).reshape(-1, 3)
+        batches.append(ResourceBatch(model, start, columns[:, 0].copy(), columns[:, 1].copy(), columns[:, 2].copy()))
+    return batches, dead
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _show(record: Any, original: Any) -> str:

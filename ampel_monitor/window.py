@@ -12,18 +12,17 @@ Pure numpy: no Apache Beam import.
 from __future__ import annotations
 
 import datetime
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ampel_monitor.events import EventBatch
+from ampel_monitor.events import EventBatch, ResourceBatch
 from drift.profile import ReferenceProfile
 from drift.report import DriftPolicy, FeatureState, feature_drift
 from sketches.ddsketch import DDSketch
 
-__all__ = ["ModelAccumulator", "ModelSpec", "ResourceBatch", "ResourceState", "VersionState", "rfc3339"]
+__all__ = ["ModelAccumulator", "ModelSpec", "ResourceState", "VersionState", "rfc3339"]
 
 LATENCY_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 CONFIDENCE_QUANTILES = (0.1, 0.5, 0.9)
@@ -44,18 +43,6 @@ class ModelSpec:
     profile: ReferenceProfile
     policy: DriftPolicy = field(default_factory=DriftPolicy)
     confidence_threshold: float = 0.5
-
-
-@dataclass(frozen=True, eq=False)
-class ResourceBatch:
-    """Resource samples of one model's hosts in one slice, as columns (ratios 0-1)."""
-
-    model: str
-    slice_start_ms: int
-    cpu: np.ndarray
-    memory: np.ndarray
-    #: NaN where a host has no GPU.
-    gpu: np.ndarray
 
 
 class ResourceState:
@@ -231,8 +218,3 @@ def _empty_like(state: VersionState) -> VersionState:
     clone.features = {name: s.empty_like() for name, s in state.features.items()}
     return clone
 
-
-def max_value(values: list[float | None]) -> float | None:
-    """The largest non-missing value, or None."""
-    present = [v for v in values if v is not None and not math.isnan(v)]
-    return max(present) if present else None

@@ -1,0 +1,117 @@
+"""Alert rules over window metrics: fire on entering the alert state, resolve on leaving it.
+
+Each rule reads one value of a ``WindowMetrics`` record (``RULE_VALUES``) and is in
+alert while that value is strictly above its threshold. Per (model, version, rule,
+severity), windows are evaluated in window order: an alert is emitted when the state
+changes (``firing`` when it enters, ``resolved`` when it leaves), never repeated while
+it persists. Windows with fewer events than the configured minimum, and rules whose
+value is unknown in a window (no labels yet, no resource samples), leave the state
+as it is.
+
+Pure Python: no Apache Beam import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ampel_monitor.config import AlertRule
+
+__all__ = ["AlertEvaluator", "RULE_VALUES", "rule_value"]
+
+
+def _largest(metrics: Mapping[str, Any], key: str) -> tuple[float | None, str]:
+    best, where = None, ""
+    for name, entry in metrics["features"].items():
+        value = entry.get(key)
+        if value is not None and (best is None or value > best):
+            best, where = value, name
+    return best, (f"feature {where}" if where else "")
+
+
+def _latency_p95(metrics: Mapping[str, Any]) -> tuple[float | None, str]:
+    p95 = metrics["latency_ms"]["p95"]
+    return (None if p95 is None else p95 / 1000.0), "p95 latency in seconds"
+
+
+def _error_rate(metrics: Mapping[str, Any]) -> tuple[float | None, str]:
+    return metrics["error_rate"], f"{metrics['errors']} errors in {metrics['count']} predictions"
+
+
+def _accuracy_drop(metrics: Mapping[str, Any]) -> tuple[float | None, str]:
+    quality = metrics.get("quality") or {}
+    return quality.get("accuracy_drop"), "accuracy drop against the reference"
+
+
+def _resources(metrics: Mapping[str, Any]) -> tuple[float | None, str]:
+    resources = metrics.get("resources")
+    if not resources:
+        return None, ""
+    means = {k: resources.get(f"{k}_mean") for k in ("cpu", "memory", "gpu")}
+    name, value = max(((k, v) for k, v in means.items() if v is not None), key=lambda kv: kv[1])
+    return value, f"mean {name} utilisation"
+
+
+#: Rule name to the function reading its value (and a detail) from window metrics.
+RULE_VALUES: dict[str, Callable[[Mapping[str, Any]], tuple[float | None, str]]] = {
+    "latency_p95": _latency_p95,
+    "error_rate": _error_rate,
+    "accuracy_drop": _accuracy_drop,
+    "data_drift": lambda m: _largest(m, "psi"),
+    "feature_drift": lambda m: _largest(m, "js"),
+    "resource_utilisation": _resources,
+}
+
+
+def rule_value(rule: str, metrics: Mapping[str, Any]) -> tuple[float | None, str]:
+    """The value a rule reads from one window's metrics, and what it is."""
+    return RULE_VALUES[rule](metrics)
+
+
+class AlertEvaluator:
+    """The alert state of one model version, fed its windows in order.
+
+    Args:
+        rules: the rules to evaluate.
+        min_events: windows with fewer events are not evaluated.
+        firing: the (rule, severity) pairs already firing (restored state).
+    """
+
+    def __init__(self, rules: Iterable[AlertRule], min_events: int = 10, firing: Iterable[tuple[str, str]] = ()) -> None:
+        self.rules = tuple(rules)
+        for rule in self.rules:
+            if rule.name not in RULE_VALUES:
+                raise ValueError(f"unknown alert rule {rule.name!r}, expected one of {sorted(RULE_VALUES)}")
+        self.min_events = min_events
+        self.firing = set(firing)
+
+    def evaluate(self, metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Evaluates one window; returns the alerts whose state changed."""
+        if metrics["count"] < self.min_events:
+            return []
+        alerts = []
+        for rule in self.rules:
+            value, detail = rule_value(rule.name, metrics)
+            if value is None:
+                continue
+            key = (rule.name, rule.severity)
+            breached = value > rule.threshold
+            if breached == (key in self.firing):
+                continue
+            (self.firing.add if breached else self.firing.discard)(key)
+            alerts.append(
+                {
+                    "model": metrics["model"],
+                    "version": metrics["version"],
+                    "window_start": metrics["window_start"],
+                    "window_end": metrics["window_end"],
+                    "rule": rule.name,
+                    "severity": rule.severity,
+                    "value": value,
+                    "threshold": rule.threshold,
+                    "state": "firing" if breached else "resolved",
+                    "detail": detail,
+                }
+            )
+        return alerts

@@ -1,0 +1,113 @@
+"""Alert evaluation over window metrics, per model version, in window order."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.coders import BytesCoder, PickleCoder, TupleCoder, VarIntCoder
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.timestamp import Timestamp
+
+from ampel_monitor.alerts import AlertEvaluator
+from ampel_monitor.config import AlertRule
+
+__all__ = ["EvaluateAlerts"]
+
+
+class _EvaluateAlertsDoFn(beam.DoFn):
+    """Buffers on-time window results until the watermark passes them, then evaluates in order.
+
+    Late panes update metrics, not the alert state: the state machine sees each window
+    once, in order, as it first fired.
+    """
+
+    # window results are held as JSON bytes: cheap for the state cache to size
+    PENDING = BagStateSpec("pending", TupleCoder((VarIntCoder(), BytesCoder())))
+    FIRING = ReadModifyWriteStateSpec("firing", PickleCoder())
+    NEXT = ReadModifyWriteStateSpec("next_tick_us", VarIntCoder())
+    TICK = TimerSpec("tick", TimeDomain.WATERMARK)
+
+    def __init__(self, rules: tuple[AlertRule, ...], min_events: int) -> None:
+        self._rules, self._min_events = rules, min_events
+
+    def process(
+        self,
+        element: tuple[tuple[str, str], dict[str, Any]],
+        timestamp=beam.DoFn.TimestampParam,
+        pending=beam.DoFn.StateParam(PENDING),
+        next_tick=beam.DoFn.StateParam(NEXT),
+        tick=beam.DoFn.TimerParam(TICK),
+    ) -> None:
+        _, metrics = element
+        if metrics["late"]:
+            return
+        pending.add((timestamp.micros, json.dumps(metrics).encode()))
+        current = next_tick.read()
+        if current is None or timestamp.micros < current:
+            tick.set(Timestamp(micros=timestamp.micros))
+            next_tick.write(timestamp.micros)
+
+    @on_timer(TICK)
+    def on_tick(
+        self,
+        fired=beam.DoFn.TimestampParam,
+        pending=beam.DoFn.StateParam(PENDING),
+        firing=beam.DoFn.StateParam(FIRING),
+        next_tick=beam.DoFn.StateParam(NEXT),
+        tick=beam.DoFn.TimerParam(TICK),
+    ) -> Iterator[dict[str, Any]]:
+        items = sorted(pending.read())
+        due = [json.loads(data) for micros, data in items if micros <= fired.micros]
+        rest = [(micros, data) for micros, data in items if micros > fired.micros]
+        evaluator = AlertEvaluator(self._rules, self._min_events, firing.read() or ())
+        for metrics in due:
+            yield from evaluator.evaluate(metrics)
+        firing.write(evaluator.firing)
+        pending.clear()
+        for item in rest:
+            pending.add(item)
+        if rest:
+            tick.set(Timestamp(micros=rest[0][0]))
+            next_tick.write(rest[0][0])
+        else:
+            next_tick.clear()
+
+
+def _evaluate_all(element: tuple[tuple[str, str], Iterable[dict[str, Any]]], rules: tuple[AlertRule, ...],
+                  min_events: int) -> Iterator[dict[str, Any]]:
+    """Bounded input: every window of a model version at once, evaluated in order."""
+    _, windows = element
+    evaluator = AlertEvaluator(rules, min_events)
+    for metrics in sorted((m for m in windows if not m["late"]), key=lambda m: m["window_end"]):
+        yield from evaluator.evaluate(metrics)
+
+
+class EvaluateAlerts(beam.PTransform):
+    """Turns ``((model, version), WindowMetrics)`` into Alert dicts: firing and resolved transitions.
+
+    Args:
+        rules: the alert rules.
+        min_events: windows with fewer events are not evaluated.
+        streaming: evaluate as the watermark advances (stateful) rather than once at the end.
+    """
+
+    def __init__(self, rules: Iterable[AlertRule], min_events: int = 10, streaming: bool = False) -> None:
+        super().__init__()
+        self._rules = tuple(rules)
+        AlertEvaluator(self._rules, min_events)  # validates the rules now, not on a worker
+        self._min_events, self._streaming = min_events, streaming
+
+    def expand(self, metrics: beam.PCollection) -> beam.PCollection:
+        global_metrics = metrics | "Global" >> beam.WindowInto(GlobalWindows())
+        if self._streaming:
+            return global_metrics | "Evaluate" >> beam.ParDo(_EvaluateAlertsDoFn(self._rules, self._min_events))
+        return (
+            global_metrics
+            | "PerVersion" >> beam.GroupByKey()
+            | "Evaluate" >> beam.FlatMap(_evaluate_all, self._rules, self._min_events)
+        )

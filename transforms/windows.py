@@ -1,0 +1,218 @@
+"""Sliding-window metrics by stream slicing: combine each slice once, merge slices into windows.
+
+::
+
+    (model, batch) ─ Gate ─ Slices: FixedWindows(slide) ─ CombineSlices ─ Windows: SlidingWindows(size, slide)
+                     │                (discarding)                        (accumulating)
+                     └─ too late ─> dead letters                    ─ MergeSlices ─ Extract ─> WindowMetrics dicts
+
+* Each batch is folded into its slice's ``ModelAccumulator`` once; a window is the merge
+  of its ``size / slide`` slice accumulators, so cost does not grow with size/slide.
+* Windows fire when the watermark passes their end. Events within the allowed
+  lateness update their windows: the slice stage emits only the late delta
+  (discarding), the window stage adds it to what it had (accumulating) and re-emits
+  the whole window as a late pane, flagged ``late``.
+* In streaming, events beyond the allowed lateness are dead-lettered as ``too_late`` by
+  the gate, a stateful step that learns the watermark from an event-time timer ticking
+  once per slide. The window stages allow two more slides of lateness than the gate,
+  so what the gate lets through is never dropped downstream. A bounded replay has no
+  late data (its watermark moves only at the end) and skips the gate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.coders import VarIntCoder
+from apache_beam.transforms import trigger, window
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.windowed_value import PaneInfoTiming
+
+from ampel_monitor.config import WindowConfig
+from ampel_monitor.events import DeadLetter, EventBatch, ResourceBatch
+from ampel_monitor.window import ModelAccumulator, ModelSpec
+from transforms.counters import count_dead_letter, count_late, count_window
+from transforms.read import DEAD
+
+__all__ = ["SliceCombineFn", "WindowCombineFn", "WindowMetrics"]
+
+Batch = EventBatch | ResourceBatch
+
+
+class _LatenessGateDoFn(beam.DoFn):
+    """Passes batches within the allowed lateness; dead-letters the rest, record by record."""
+
+    KNOWN = ReadModifyWriteStateSpec("known_watermark_ms", VarIntCoder())
+    LATEST = ReadModifyWriteStateSpec("latest_slice_end_ms", VarIntCoder())
+    NEXT = ReadModifyWriteStateSpec("next_tick_ms", VarIntCoder())
+    TICK = TimerSpec("tick", TimeDomain.WATERMARK)
+
+    def __init__(self, slide_ms: int, lateness_ms: int) -> None:
+        self._slide, self._lateness = slide_ms, lateness_ms
+
+    def process(
+        self,
+        element: tuple[str, Batch],
+        known=beam.DoFn.StateParam(KNOWN),
+        latest=beam.DoFn.StateParam(LATEST),
+        next_tick=beam.DoFn.StateParam(NEXT),
+        tick=beam.DoFn.TimerParam(TICK),
+    ) -> Iterator[Any]:
+        model, batch = element
+        end = batch.slice_start_ms + self._slide
+        watermark = known.read()
+        if watermark is not None and end + self._lateness <= watermark:
+            detail = f"event time before {end}, past the allowed lateness at watermark {watermark} (epoch ms)"
+            count_dead_letter("too_late", len(batch))
+            for record in batch.records():
+                yield pvalue.TaggedOutput(DEAD, DeadLetter("too_late", detail, f"model {model}", _json(record)).to_dict())
+            return
+        if watermark is not None and end <= watermark and isinstance(batch, EventBatch):
+            count_late(model, len(batch))
+        latest.write(max(latest.read() or end, end))
+        if next_tick.read() is None:
+            tick.set(Timestamp(micros=end * 1000))
+            next_tick.write(end)
+        yield element
+
+    @on_timer(TICK)
+    def on_tick(
+        self,
+        fired=beam.DoFn.TimestampParam,
+        known=beam.DoFn.StateParam(KNOWN),
+        latest=beam.DoFn.StateParam(LATEST),
+        next_tick=beam.DoFn.StateParam(NEXT),
+        tick=beam.DoFn.TimerParam(TICK),
+    ) -> None:
+        now = fired.micros // 1000
+        known.write(now)
+        following = now + self._slide
+        if following <= (latest.read() or now) + self._lateness + self._slide:
+            tick.set(Timestamp(micros=following * 1000))
+            next_tick.write(following)
+        else:
+            next_tick.clear()
+
+
+def _json(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, default=str)
+
+
+class SliceCombineFn(beam.CombineFn):
+    """Folds the batches of one model and slice into one ``ModelAccumulator``."""
+
+    def __init__(self, specs: Mapping[str, ModelSpec]) -> None:
+        self._specs = dict(specs)
+
+    def create_accumulator(self) -> ModelAccumulator:
+        return ModelAccumulator()
+
+    def add_input(self, accumulator: ModelAccumulator, batch: Batch) -> ModelAccumulator:
+        return accumulator.add_batch(batch, self._specs[batch.model])
+
+    def add_inputs(self, accumulator: ModelAccumulator, batches: Iterable[Batch]) -> ModelAccumulator:
+        for batch in batches:
+            accumulator.add_batch(batch, self._specs[batch.model])
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[ModelAccumulator]) -> ModelAccumulator:
+        merged, *rest = accumulators
+        for accumulator in rest:
+            merged.merge(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: ModelAccumulator) -> ModelAccumulator:
+        return accumulator
+
+
+class WindowCombineFn(beam.CombineFn):
+    """Merges slice accumulators into a window's accumulator (inputs are never modified)."""
+
+    def create_accumulator(self) -> ModelAccumulator:
+        return ModelAccumulator()
+
+    def add_input(self, accumulator: ModelAccumulator, slice_state: ModelAccumulator) -> ModelAccumulator:
+        return accumulator.merge(slice_state)
+
+    def merge_accumulators(self, accumulators: Iterable[ModelAccumulator]) -> ModelAccumulator:
+        merged, *rest = accumulators
+        for accumulator in rest:
+            merged.merge(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: ModelAccumulator) -> ModelAccumulator:
+        return accumulator
+
+
+class _ExtractMetricsDoFn(beam.DoFn):
+    def __init__(self, specs: Mapping[str, ModelSpec]) -> None:
+        self._specs = dict(specs)
+
+    def process(
+        self,
+        element: tuple[str, ModelAccumulator],
+        win=beam.DoFn.WindowParam,
+        pane=beam.DoFn.PaneInfoParam,
+    ) -> Iterator[tuple[tuple[str, str], dict[str, Any]]]:
+        model, accumulator = element
+        late = pane.timing == PaneInfoTiming.LATE
+        start, end = win.start.micros // 1000, win.end.micros // 1000
+        for metrics in accumulator.metrics(self._specs[model], start, end, late):
+            count_window(model)
+            yield (model, metrics["version"]), metrics
+
+
+class WindowMetrics(beam.PTransform):
+    """Per-window metrics of keyed batches (see the module docstring).
+
+    Args:
+        specs: per model id, its reference profile and drift settings.
+        windows: window size, slide and allowed lateness.
+        streaming: whether the input is unbounded (and late data possible).
+
+    Returns (on application):
+        A ``DoOutputsTuple``: ``metrics``, ``((model, version), WindowMetrics dict)``
+        in their sliding windows; ``dead``, the dead letters of too-late events.
+    """
+
+    def __init__(self, specs: Mapping[str, ModelSpec], windows: WindowConfig, streaming: bool = False) -> None:
+        super().__init__()
+        if windows.size_ms % windows.slide_ms:
+            raise ValueError(f"window size {windows.size}s must be a multiple of the slide {windows.slide}s")
+        self._specs, self._windows, self._streaming = dict(specs), windows, streaming
+
+    def expand(self, batches: beam.PCollection) -> dict[str, beam.PCollection]:
+        w = self._windows
+        lateness = Duration(micros=(w.lateness_ms + 2 * w.slide_ms) * 1000)
+        if self._streaming:
+            gated = batches | "Gate" >> beam.ParDo(_LatenessGateDoFn(w.slide_ms, w.lateness_ms)).with_outputs(
+                DEAD, main="batches"
+            )
+            batches, too_late = gated.batches, gated[DEAD]
+        else:
+            too_late = batches.pipeline | "NoLateData" >> beam.Create([])
+        metrics = (
+            batches
+            | "Slices" >> beam.WindowInto(
+                window.FixedWindows(w.slide),
+                trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                allowed_lateness=lateness,
+            )
+            | "CombineSlices" >> beam.CombinePerKey(SliceCombineFn(self._specs))
+            | "Windows" >> beam.WindowInto(
+                window.SlidingWindows(w.size, w.slide),
+                trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+                allowed_lateness=lateness,
+            )
+            | "MergeSlices" >> beam.CombinePerKey(WindowCombineFn())
+            | "Extract" >> beam.ParDo(_ExtractMetricsDoFn(self._specs))
+        )
+        return {"metrics": metrics, DEAD: too_late}
