@@ -15,8 +15,7 @@ $(STAMP): setup.py constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ampel-monitor drift --reference examples/reference.csv --current examples/current.csv \
-		--prediction prediction --label label --format table
+	$(BIN)/ampel-monitor demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -152,6 +152,29 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_drift and report.drifted_features else 0
 
 
+def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from ampel_monitor.config import load_config
+    from ampel_monitor.demo import summarize
+    from pipelines.monitor import run
+    from transforms.counters import serve_metrics
+
+    config = load_config(args.config)
+    port = args.metrics_port if args.metrics_port is not None else config.sinks.metrics_port
+    if port is not None:
+        print(f"pipeline metrics on http://127.0.0.1:{serve_metrics(port)}/metrics", file=sys.stderr)
+    summary = run(config, args.input, args.resources, args.out, beam_args)
+    print(summarize(summary))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from ampel_monitor.demo import run_demo, summarize
+
+    scenario, summary = run_demo(args.out, args.seed, args.hours, args.rate, beam_args)
+    print(summarize(summary, scenario))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ampel-monitor", description="Streaming performance and drift monitoring of ML models."
@@ -177,15 +200,37 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--fail-on-drift", action="store_true", help="exit with status 1 when a feature drifted")
     _add_column_options(drift)
     drift.set_defaults(run=_cmd_drift)
+
+    run = commands.add_parser(
+        "run", help="run the monitoring pipeline (other options go to Beam, e.g. --runner)",
+        description="Runs the monitoring pipeline. Options not listed here are Beam pipeline options.",
+    )
+    run.add_argument("--config", required=True, metavar="CFG", help="the YAML config")
+    run.add_argument("--input", action="append", required=True, metavar="FILE",
+                     help="prediction events (JSON lines or Avro container file), repeatable")
+    run.add_argument("--resources", action="append", default=[], metavar="FILE",
+                     help="resource samples (JSON lines or Avro), repeatable")
+    run.add_argument("--out", metavar="DIR", help="output directory (default: the config's sinks.out_dir)")
+    run.add_argument("--metrics-port", type=int, metavar="PORT", help="serve the pipeline's counters on /metrics")
+    run.set_defaults(run=_cmd_run, beam=True)
+
+    demo = commands.add_parser("demo", help="run the monitor on a generated, seeded scenario")
+    demo.add_argument("--out", default="out/demo", metavar="DIR", help="output directory (out/demo)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--hours", type=float, default=3.0, help="hours of event time (3)")
+    demo.add_argument("--rate", type=float, default=30.0, help="events per second of event time (30)")
+    demo.set_defaults(run=_cmd_demo, beam=True)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "beam", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        return int(args.run(args))
+        return int(args.run(args, rest) if getattr(args, "beam", False) else args.run(args))
     except ValueError as exc:
         print(f"ampel-monitor: error: {exc}", file=sys.stderr)
         return 2

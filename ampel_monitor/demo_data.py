@@ -11,7 +11,7 @@
 * ``config.yaml``: a config for ``ampel_monitor.config.load_config``.
 
 Normal behaviour is stationary: feature distributions equal the reference's, serving
-latencies are lognormal (medians 40-75 ms, p95 well below 200 ms), about 0.2 % of
+latencies are lognormal (medians 40-70 ms, p95 below 200 ms), about 0.2 % of
 predictions fail, cpu stays within [0.3, 0.6]. A few features are missing (null) in
 about 1 % of events, in the reference at the same rate. On top of that, four
 incidents, starting and ending on whole minutes (``[start_ms, end_ms)``):
@@ -305,7 +305,7 @@ _SPECS = (
         numeric=("temperature", "price", "promo_depth", "lag_7d"),
         categorical=("store_type",),
         missing={"temperature": 0.01, "lag_7d": 0.01},
-        latency_median_ms=75.0,
+        latency_median_ms=65.0,
         latency_sigma=0.45,
         has_gpu=False,
         features=_demand_features,

@@ -1,0 +1,1 @@
+"""The Beam jobs of ampel-monitor, one module per job."""

@@ -1,0 +1,1 @@
+"""Apache Beam glue of ampel-monitor: sources, windowing, alerts and sinks."""
