@@ -14,6 +14,7 @@ Example::
       latency_p95: {threshold: 0.5}
     drift:
       thresholds: {psi: 0.2, js: 0.1}
+      min_count: 300
     sinks:
       out_dir: out
 """
@@ -45,6 +46,8 @@ __all__ = [
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 SEVERITIES = ("critical", "warning", "info")
+#: Windows with fewer values of a feature never count it as drifted (see ``DriftPolicy``).
+DEFAULT_DRIFT_MIN_COUNT = 300
 TASKS = ("classification", "regression")
 
 
@@ -153,7 +156,7 @@ class Config:
     min_alert_events: int = 10
     #: The confidence below which a prediction counts as unsure.
     confidence_threshold: float = 0.5
-    drift: DriftPolicy = field(default_factory=DriftPolicy)
+    drift: DriftPolicy = field(default_factory=lambda: DriftPolicy(min_count=DEFAULT_DRIFT_MIN_COUNT))
     sinks: SinksConfig = field(default_factory=SinksConfig)
 
     def model(self, model_id: str) -> ModelConfig | None:
@@ -258,8 +261,10 @@ def _rules(value: Any) -> tuple[AlertRule, ...]:
 
 def _drift(value: Any) -> DriftPolicy:
     data = _mapping(value, "drift")
-    _check_keys(data, {"thresholds", "per_feature"}, "drift")
-    kwargs: dict[str, Any] = {}
+    _check_keys(data, {"thresholds", "per_feature", "min_count"}, "drift")
+    kwargs: dict[str, Any] = {"min_count": DEFAULT_DRIFT_MIN_COUNT}
+    if "min_count" in data:
+        kwargs["min_count"] = int(_number(data["min_count"], "drift.min_count", 0))
     if "thresholds" in data:
         kwargs["thresholds"] = dict(_mapping(data["thresholds"], "drift.thresholds"))
     if "per_feature" in data:

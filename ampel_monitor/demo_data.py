@@ -275,7 +275,7 @@ _SPECS = (
     _Model(
         name="credit-risk",
         task="classification",
-        versions=(("v1", 0.9), ("v2", 0.1)),
+        versions=(("v1", 0.8), ("v2", 0.2)),
         numeric=("age", "income", "credit_score", "debt_ratio", "tenure_months"),
         categorical=("region", "channel"),
         missing={"income": 0.015, "tenure_months": 0.01, "channel": 0.005},

@@ -56,15 +56,22 @@ class DriftPolicy:
             tests named here decide. Default: PSI 0.2 and JS 0.1.
         per_feature: feature name to thresholds that replace the defaults of the
             tests they name for that feature.
+        min_count: fewer current values than this never count as drift (the
+            statistics are still reported). Sampling noise alone gives a PSI of about
+            ``(B - 1) / n`` and a JS distance of about ``sqrt((B - 1) / (8 ln 2 n))`` on
+            ``B`` bins: with 10 bins, JS reaches 0.1 by chance at n of about 160.
 
     Raises:
-        ValueError: naming the test, if a test name is unknown or a threshold not finite.
+        ValueError: naming the field, if a test name is unknown or a threshold not finite.
     """
 
     thresholds: Mapping[str, float] = field(default_factory=_default_thresholds)
     per_feature: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    min_count: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.min_count, bool) or not isinstance(self.min_count, int) or self.min_count < 0:
+            raise ValueError(f"min_count: must be a non-negative integer, got {self.min_count!r}")
         for where, tests in (("thresholds", self.thresholds), *(
             (f"per_feature.{name}", t) for name, t in self.per_feature.items()
         )):
@@ -78,9 +85,9 @@ class DriftPolicy:
         """The thresholds that apply to one feature."""
         return {**self.thresholds, **self.per_feature.get(feature, {})}
 
-    def is_drift(self, feature: str, values: Mapping[str, float]) -> bool:
-        """Whether any applicable test flags the feature's statistic ``values``."""
-        return any(
+    def is_drift(self, feature: str, values: Mapping[str, float], count: float = math.inf) -> bool:
+        """Whether any applicable test flags the feature's statistic ``values`` over ``count`` values."""
+        return count >= self.min_count and any(
             STAT_TESTS[test].is_drift(values[test], limit)
             for test, limit in self.thresholds_for(feature).items()
             if test in values
@@ -206,7 +213,7 @@ def feature_drift(profile: FeatureProfile, state: FeatureState, policy: DriftPol
         missing_share=missing_share,
         psi=values["psi"],
         js=values["js"],
-        drifted=policy.is_drift(profile.name, values),
+        drifted=policy.is_drift(profile.name, values, state.count),
         **extra,
     )
 

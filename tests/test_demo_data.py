@@ -152,7 +152,7 @@ def test_event_records(scenario, events, columns):
             assert 0.5 <= e["confidence"] <= 1.0
     versions = Counter(e["model_version"] for e in events if e["model_id"] == "credit-risk")
     assert set(versions) == {"v1", "v2"}
-    assert versions["v2"] / sum(versions.values()) == pytest.approx(0.10, abs=0.01)
+    assert versions["v2"] / sum(versions.values()) == pytest.approx(0.20, abs=0.01)
     missing = sum(v is None for e in events for v in e["features"].values())
     assert 0 < missing / len(events) < 0.05
 
