@@ -21,9 +21,11 @@ from ampel_monitor.config import AlertRule
 __all__ = ["AlertEvaluator", "RULE_VALUES", "rule_value"]
 
 
-def _largest(metrics: Mapping[str, Any], key: str) -> tuple[float | None, str]:
+def _largest(metrics: Mapping[str, Any], key: str, min_count: float) -> tuple[float | None, str]:
     best, where = None, ""
     for name, entry in metrics["features"].items():
+        if entry["count"] < min_count:
+            continue  # too few values: the statistic is mostly sampling noise
         value = entry.get(key)
         if value is not None and (best is None or value > best):
             best, where = value, name
@@ -53,20 +55,21 @@ def _resources(metrics: Mapping[str, Any]) -> tuple[float | None, str]:
     return value, f"mean {name} utilisation"
 
 
-#: Rule name to the function reading its value (and a detail) from window metrics.
-RULE_VALUES: dict[str, Callable[[Mapping[str, Any]], tuple[float | None, str]]] = {
-    "latency_p95": _latency_p95,
-    "error_rate": _error_rate,
-    "accuracy_drop": _accuracy_drop,
-    "data_drift": lambda m: _largest(m, "psi"),
-    "feature_drift": lambda m: _largest(m, "js"),
-    "resource_utilisation": _resources,
+#: Rule name to the function reading its value (and a detail) from window metrics and
+#: the least count of values a drift statistic needs.
+RULE_VALUES: dict[str, Callable[[Mapping[str, Any], float], tuple[float | None, str]]] = {
+    "latency_p95": lambda m, _: _latency_p95(m),
+    "error_rate": lambda m, _: _error_rate(m),
+    "accuracy_drop": lambda m, _: _accuracy_drop(m),
+    "data_drift": lambda m, n: _largest(m, "psi", n),
+    "feature_drift": lambda m, n: _largest(m, "js", n),
+    "resource_utilisation": lambda m, _: _resources(m),
 }
 
 
-def rule_value(rule: str, metrics: Mapping[str, Any]) -> tuple[float | None, str]:
+def rule_value(rule: str, metrics: Mapping[str, Any], min_drift_count: float = 0) -> tuple[float | None, str]:
     """The value a rule reads from one window's metrics, and what it is."""
-    return RULE_VALUES[rule](metrics)
+    return RULE_VALUES[rule](metrics, min_drift_count)
 
 
 class AlertEvaluator:
@@ -75,15 +78,18 @@ class AlertEvaluator:
     Args:
         rules: the rules to evaluate.
         min_events: windows with fewer events are not evaluated.
+        min_drift_count: drift rules ignore features with fewer values in a window.
         firing: the (rule, severity) pairs already firing (restored state).
     """
 
-    def __init__(self, rules: Iterable[AlertRule], min_events: int = 10, firing: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(self, rules: Iterable[AlertRule], min_events: int = 10, min_drift_count: int = 0,
+                 firing: Iterable[tuple[str, str]] = ()) -> None:
         self.rules = tuple(rules)
         for rule in self.rules:
             if rule.name not in RULE_VALUES:
                 raise ValueError(f"unknown alert rule {rule.name!r}, expected one of {sorted(RULE_VALUES)}")
         self.min_events = min_events
+        self.min_drift_count = min_drift_count
         self.firing = set(firing)
 
     def evaluate(self, metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -92,7 +98,7 @@ class AlertEvaluator:
             return []
         alerts = []
         for rule in self.rules:
-            value, detail = rule_value(rule.name, metrics)
+            value, detail = rule_value(rule.name, metrics, self.min_drift_count)
             if value is None:
                 continue
             key = (rule.name, rule.severity)

@@ -104,7 +104,9 @@ def build(
     )
     outputs = {
         "metrics": windowed["metrics"] | "Unkey" >> beam.Values(),
-        "alerts": windowed["metrics"] | "Alerts" >> EvaluateAlerts(config.rules, config.min_alert_events, streaming),
+        "alerts": windowed["metrics"] | "Alerts" >> EvaluateAlerts(
+            config.rules, config.min_alert_events, config.drift.min_count, streaming
+        ),
         "dead_letters": [*dead, windowed[DEAD]] | "AllDeadLetters" >> beam.Flatten(),
     }
     if out_dir:

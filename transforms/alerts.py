@@ -32,8 +32,8 @@ class _EvaluateAlertsDoFn(beam.DoFn):
     NEXT = ReadModifyWriteStateSpec("next_tick_us", VarIntCoder())
     TICK = TimerSpec("tick", TimeDomain.WATERMARK)
 
-    def __init__(self, rules: tuple[AlertRule, ...], min_events: int) -> None:
-        self._rules, self._min_events = rules, min_events
+    def __init__(self, rules: tuple[AlertRule, ...], min_events: int, min_drift_count: int) -> None:
+        self._rules, self._min_events, self._min_drift_count = rules, min_events, min_drift_count
 
     def process(
         self,
@@ -64,7 +64,7 @@ class _EvaluateAlertsDoFn(beam.DoFn):
         items = sorted(pending.read())
         due = [json.loads(data) for micros, data in items if micros <= fired.micros]
         rest = [(micros, data) for micros, data in items if micros > fired.micros]
-        evaluator = AlertEvaluator(self._rules, self._min_events, firing.read() or ())
+        evaluator = AlertEvaluator(self._rules, self._min_events, self._min_drift_count, firing.read() or ())
         for metrics in due:
             yield from evaluator.evaluate(metrics)
         firing.write(evaluator.firing)
@@ -79,10 +79,10 @@ class _EvaluateAlertsDoFn(beam.DoFn):
 
 
 def _evaluate_all(element: tuple[tuple[str, str], Iterable[dict[str, Any]]], rules: tuple[AlertRule, ...],
-                  min_events: int) -> Iterator[dict[str, Any]]:
+                  min_events: int, min_drift_count: int) -> Iterator[dict[str, Any]]:
     """Bounded input: every window of a model version at once, evaluated in order."""
     _, windows = element
-    evaluator = AlertEvaluator(rules, min_events)
+    evaluator = AlertEvaluator(rules, min_events, min_drift_count)
     for metrics in sorted((m for m in windows if not m["late"]), key=lambda m: m["window_end"]):
         yield from evaluator.evaluate(metrics)
 
@@ -93,21 +93,24 @@ class EvaluateAlerts(beam.PTransform):
     Args:
         rules: the alert rules.
         min_events: windows with fewer events are not evaluated.
+        min_drift_count: drift rules ignore features with fewer values in a window.
         streaming: evaluate as the watermark advances (stateful) rather than once at the end.
     """
 
-    def __init__(self, rules: Iterable[AlertRule], min_events: int = 10, streaming: bool = False) -> None:
+    def __init__(self, rules: Iterable[AlertRule], min_events: int = 10, min_drift_count: int = 0,
+                 streaming: bool = False) -> None:
         super().__init__()
         self._rules = tuple(rules)
         AlertEvaluator(self._rules, min_events)  # validates the rules now, not on a worker
-        self._min_events, self._streaming = min_events, streaming
+        self._settings = (min_events, min_drift_count)
+        self._streaming = streaming
 
     def expand(self, metrics: beam.PCollection) -> beam.PCollection:
         global_metrics = metrics | "Global" >> beam.WindowInto(GlobalWindows())
         if self._streaming:
-            return global_metrics | "Evaluate" >> beam.ParDo(_EvaluateAlertsDoFn(self._rules, self._min_events))
+            return global_metrics | "Evaluate" >> beam.ParDo(_EvaluateAlertsDoFn(self._rules, *self._settings))
         return (
             global_metrics
             | "PerVersion" >> beam.GroupByKey()
-            | "Evaluate" >> beam.FlatMap(_evaluate_all, self._rules, self._min_events)
+            | "Evaluate" >> beam.FlatMap(_evaluate_all, self._rules, *self._settings)
         )

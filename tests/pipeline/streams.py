@@ -45,7 +45,7 @@ def make_events(seed: int = 1, minutes: int = 30, per_minute: int = 120, drift_f
         if spike and model == "alpha" and version == "v1" and spike[0] <= minute < spike[1]:
             latency = 2000.0
         failed = bool(errors and model == "beta" and errors[0] <= minute < errors[1] and i % 3 == 0)
-        features: dict = {"x": x, "y": float(rng.exponential(2)), "city": str(rng.choice(CITIES + ["tokyo"]))}
+        features: dict = {"x": x, "y": float(rng.exponential(2)), "city": str(rng.choice(CITIES + ["tokyo"], p=[0.398, 0.299, 0.199, 0.099, 0.005]))}
         if i % 50 == 0:
             features["y"] = None
         if i % 97 == 0:

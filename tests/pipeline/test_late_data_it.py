@@ -1,0 +1,77 @@
+"""Event time under streaming: windows fire with the watermark; late data within lateness
+updates its windows (flagged late panes), later data is dead-lettered as too late."""
+
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_stream import TestStream as BeamTestStream
+from apache_beam.transforms.window import TimestampedValue
+
+from ampel_monitor.config import WindowConfig
+from ampel_monitor.events import EventDecoder, ModelSchema
+from ampel_monitor.window import ModelSpec
+from drift.profile import ReferenceProfile
+from transforms.read import DEAD
+from transforms.sinks import WriteJsonLines
+from transforms.windows import WindowMetrics
+
+pytestmark = pytest.mark.it
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a multiple of the slide
+WINDOWS = WindowConfig(size=120, slide=60, allowed_lateness=120)
+
+
+def batches(decoder, seconds, model="m"):
+    """Elements of one event per entry of ``seconds`` (offsets from T0)."""
+    records = [
+        (f"t:{i}", {"event_id": f"{s}-{i}", "model_id": model, "model_version": "v1", "timestamp": T0 + int(s * 1000),
+                    "latency_ms": 10.0 + i, "status": "ok", "features": {"x": float(i % 5)}}, None)
+        for i, s in enumerate(seconds)
+    ]
+    found, dead = decoder.decode_records(records)
+    assert not dead
+    return [TimestampedValue((b.model, b), b.slice_start_ms / 1000) for b in found]
+
+
+def test_watermark_fires_windows_and_lateness_is_honoured(tmp_path):
+    profile = ReferenceProfile.build({"x": np.arange(100.0) % 5})
+    specs = {"m": ModelSpec("m", profile)}
+    decoder = EventDecoder({"m": ModelSchema.from_profile(profile, "regression")}, WINDOWS.slide_ms)
+    stream = (
+        BeamTestStream()
+        .advance_watermark_to(T0 / 1000)
+        .add_elements(batches(decoder, range(0, 60, 3)))  # 20 events in [0, 60)
+        .advance_watermark_to(T0 / 1000 + 60)  # fires [-60, 60)
+        .add_elements(batches(decoder, range(60, 120, 6)))  # 10 events in [60, 120)
+        .advance_watermark_to(T0 / 1000 + 120)  # fires [0, 120)
+        .add_elements(batches(decoder, [30, 31, 32, 33, 34]))  # late, within lateness: 60 + 120 > 120
+        .advance_watermark_to(T0 / 1000 + 400)  # fires [60, 180), [120, 240); lateness of [0, 60) is over
+        .add_elements(batches(decoder, [10, 11, 12]))  # too late: 60 + 120 <= 400
+        .advance_watermark_to_infinity()
+    )
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    metrics_path, dead_path = tmp_path / "metrics.jsonl", tmp_path / "dead.jsonl"
+    with beam.Pipeline(options=options) as pipeline:
+        out = pipeline | stream | WindowMetrics(specs, WINDOWS, streaming=True)
+        _ = out["metrics"] | beam.Values() | "M" >> WriteJsonLines(str(metrics_path))
+        _ = out[DEAD] | "D" >> WriteJsonLines(str(dead_path))
+
+    panes = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+    seen = {(p["window_start"], p["late"]): p["count"] for p in panes}
+    assert seen == {
+        ("2025-12-31T23:59:00Z", False): 20,  # [-60, 60) on time
+        ("2025-12-31T23:59:00Z", True): 25,  # ... and again with the 5 late events
+        ("2026-01-01T00:00:00Z", False): 30,  # [0, 120) on time
+        ("2026-01-01T00:00:00Z", True): 35,
+        ("2026-01-01T00:01:00Z", False): 10,  # [60, 180): no late events belong here
+    }
+    assert len(panes) == 5
+    dead = [json.loads(line) for line in dead_path.read_text().splitlines()]
+    assert [d["reason"] for d in dead] == ["too_late"] * 3
+    assert sorted(json.loads(d["record"])["timestamp"] for d in dead) == [T0 + 10_000, T0 + 11_000, T0 + 12_000]
