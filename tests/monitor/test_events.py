@@ -1,0 +1,78 @@
+"""Decoding records into columnar batches, without a runner."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources, parse_timestamp
+
+SCHEMA = ModelSchema(numeric=("x",), categorical=("c",), numeric_prediction=False)
+T0 = 1_767_225_600_000
+
+
+def record(i, **changes):
+    base = {"event_id": f"e{i}", "model_id": "m", "model_version": "v1", "timestamp": T0 + i * 1000,
+            "latency_ms": float(i), "status": "error" if i % 4 == 0 else "ok", "features": {"x": float(i), "c": "a"},
+            "prediction": "yes", "confidence": 0.75}
+    base.update(changes)
+    return base
+
+
+def test_groups_by_model_version_and_slice_into_columns():
+    decoder = EventDecoder({"m": SCHEMA}, slide_ms=60_000)
+    records = [record(i) for i in range(150)] + [record(200, model_version="v2")]
+    batches, dead = decoder.decode_records((f"s:{i}", r, None) for i, r in enumerate(records))
+    assert dead == []
+    shape = sorted((b.version, b.slice_start_ms - T0, len(b)) for b in batches)
+    assert shape == [("v1", 0, 60), ("v1", 60_000, 60), ("v1", 120_000, 30), ("v2", 180_000, 1)]
+    first = next(b for b in batches if b.version == "v1" and b.slice_start_ms == T0)
+    assert first.timestamps.tolist() == [T0 + i * 1000 for i in range(60)]
+    assert first.error.sum() == 15 and first.latency_ms.dtype == np.float64
+    assert first.features["x"].tolist() == [float(i) for i in range(60)]
+    assert first.features["c"].tolist() == ["a"] * 60
+    assert first.event_ids.tolist() == [f"e{i}" for i in range(60)]
+
+
+def test_missing_features_and_unknown_ones():
+    decoder = EventDecoder({"m": SCHEMA}, slide_ms=60_000)
+    batches, dead = decoder.decode_records([
+        ("s:1", record(1, features={"x": None, "zz": 1}), None),
+        ("s:2", record(2, features={}, confidence=None, prediction=None), None),
+    ])
+    assert dead == []
+    (batch,) = batches
+    assert np.isnan(batch.features["x"]).all() and batch.features["c"].tolist() == [None, None]
+    assert math.isnan(batch.confidence[1]) and batch.prediction.tolist() == ["yes", None]
+    assert decoder.unknown_features == {"zz": 1}
+
+
+def test_a_bad_feature_rejects_only_its_record():
+    decoder = EventDecoder({"m": SCHEMA}, slide_ms=60_000)
+    batches, dead = decoder.decode_records([
+        ("s:1", record(1), None), ("s:2", record(2, features={"x": "high", "c": "a"}), None), ("s:3", record(3), None)])
+    assert [(d.reason, d.source) for d in dead] == [("bad_type", "s:2")]
+    assert batches[0].event_ids.tolist() == ["e1", "e3"]
+    assert batches[0].features["x"].tolist() == [1.0, 3.0]
+
+
+def test_timestamps():
+    assert parse_timestamp("2026-01-01T01:00:00+01:00") == T0
+    assert parse_timestamp(T0) == T0
+    for bad in ("2026-01-01", "noon", True, None, float("nan")):
+        with pytest.raises(ValueError):
+            parse_timestamp(bad)
+
+
+def test_resource_samples():
+    records = [("r:1", {"host": "h1", "model_id": "m", "timestamp": T0, "cpu": 0.5, "memory": 0.25, "gpu": None}, None),
+               ("r:2", {"host": "h2", "model_id": "m", "timestamp": T0 + 1, "cpu": 0.7, "memory": 0.5, "gpu": 0.9}, None),
+               ("r:3", {"host": "h2", "model_id": "m", "timestamp": T0, "cpu": 1.7, "memory": 0.5}, None),
+               ("r:4", {"host": "h2", "model_id": "x", "timestamp": T0, "cpu": 0.1, "memory": 0.5}, None)]
+    batches, dead = decode_resources(records, ["m"], 60_000)
+    assert [(d.reason, d.source) for d in dead] == [("bad_value", "r:3"), ("unknown_model", "r:4")]
+    (batch,) = batches
+    assert batch.cpu.tolist() == [0.5, 0.7] and batch.memory.tolist() == [0.25, 0.5]
+    assert math.isnan(batch.gpu[0]) and batch.gpu[1] == 0.9
