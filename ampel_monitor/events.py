@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from drift.profile import CategoricalProfile, ReferenceProfile
 __all__ = ["DeadLetter", "EventBatch", "EventDecoder", "ModelSchema", "ResourceBatch", "decode_resources", "parse_timestamp"]
 
 _NUMBER = (int, float)
+_ERROR = {"ok": False, "error": True}
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,37 @@ class EventDecoder:
         return batches, dead
 
     def _row(self, record: Any) -> tuple:
+        """The fast path: a record of the usual types passes with a few type checks."""
+        try:
+            model, version, event_id = record["model_id"], record["model_version"], record["event_id"]
+            ts, latency, error = record["timestamp"], record["latency_ms"], _ERROR[record["status"]]
+            features, confidence, prediction = record["features"], record.get("confidence"), record.get("prediction")
+            schema = self.schemas[model]
+        except (KeyError, TypeError):
+            return self._checked_row(record)
+        if (
+            type(version) is str
+            and type(event_id) is str
+            and type(ts) is int
+            and type(latency) is float
+            and 0.0 <= latency < math.inf
+            and type(features) is dict
+            and (confidence is None or (type(confidence) is float and 0.0 <= confidence <= 1.0))
+            and (
+                prediction is None
+                or (type(prediction) is float and math.isfinite(prediction))
+                if schema.numeric_prediction
+                else prediction is None or type(prediction) is str
+            )
+            and type(record.get("attributes", {})) is dict
+            and record.get("attributions") is None
+        ):
+            return (model, version, ts, latency, error, math.nan if confidence is None else confidence, prediction,
+                    features, event_id)
+        return self._checked_row(record)
+
+    def _checked_row(self, record: Any) -> tuple:
+        """The slow path: every check, naming what is wrong."""
         if not isinstance(record, dict):
             raise _Reject("malformed", f"expected an object, got {type(record).__name__}")
         model = _text(record, "model_id")
@@ -305,8 +338,9 @@ class EventDecoder:
                 self.unknown_features.update(features.keys() - known)
         bad: dict[int, tuple[str, str]] = {}
         columns: dict[str, np.ndarray] = {}
-        for name in schema.numeric:
-            values = np.array([f.get(name) for f in feature_maps], dtype=object)
+        matrix = _feature_matrix(feature_maps, (*schema.numeric, *schema.categorical))
+        for j, name in enumerate(schema.numeric):
+            values = matrix[:, j]
             kinds = set(map(type, values))
             if not kinds <= {float, int, type(None)}:
                 for i, value in enumerate(values):
@@ -318,8 +352,8 @@ class EventDecoder:
             for i in np.flatnonzero(~np.isfinite(numbers) & ~missing):
                 bad.setdefault(int(i), ("non_finite", f"feature {name!r} is {numbers[i]!r}"))
             columns[name] = numbers
-        for name in schema.categorical:
-            values = np.array([f.get(name) for f in feature_maps], dtype=object)
+        for j, name in enumerate(schema.categorical, start=len(schema.numeric)):
+            values = matrix[:, j].copy()
             kinds = set(map(type, values))
             if not kinds <= {str, type(None)}:
                 for i, value in enumerate(values):
@@ -397,6 +431,30 @@ def decode_resources(
         columns = np.array(samples, dtype=np.float64).reshape(-1, 3)
         batches.append(ResourceBatch(model, start, columns[:, 0].copy(), columns[:, 1].copy(), columns[:, 2].copy()))
     return batches, dead
+
+
+def _feature_matrix(feature_maps: list[dict[str, Any]], names: tuple[str, ...]) -> np.ndarray:
+    """An object array of one row per event and one column per feature (None when absent)."""
+    matrix = np.empty((len(feature_maps), len(names)), dtype=object)
+    if len(names) == 1:
+        matrix[:, 0] = np.fromiter((f.get(names[0]) for f in feature_maps), dtype=object, count=len(feature_maps))
+        return matrix
+    if not names:
+        return matrix
+    getter = operator.itemgetter(*names)
+    rows = []
+    for features in feature_maps:
+        try:
+            rows.append(getter(features))
+        except KeyError:  # some feature is absent
+            rows.append(tuple(features.get(name) for name in names))
+    try:
+        matrix[:] = rows
+    except ValueError:  # a value is itself a sequence: place values one by one
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                matrix[i, j] = value
+    return matrix
 
 
 def _plain(value: Any) -> Any:
