@@ -20,6 +20,8 @@ setup(
         "fastavro>=1.9,<2",
         "pyyaml>=6.0,<7",
         "prometheus-client>=0.20,<1",
+        "confluent-kafka>=2.6,<3",
+        "orjson>=3.10,<4",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],

@@ -11,6 +11,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ampel_monitor import __version__
@@ -155,15 +156,40 @@ def _cmd_drift(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from ampel_monitor.config import load_config
     from ampel_monitor.demo import summarize
-    from pipelines.monitor import run
+    from pipelines.monitor import KafkaSource, run
     from transforms.counters import serve_metrics
 
     config = load_config(args.config)
+    kafka = None
+    if not args.input:
+        if config.kafka is None:
+            raise ValueError("run: give --input files, or a kafka section in the config")
+        kafka = KafkaSource(args.stop_at_end, args.stop_when_idle, resources=True)
+    elif args.stop_at_end or args.stop_when_idle is not None:
+        raise ValueError("--stop-at-end and --stop-when-idle apply to the Kafka source, not to --input files")
     port = args.metrics_port if args.metrics_port is not None else config.sinks.metrics_port
     if port is not None:
         print(f"pipeline metrics on http://127.0.0.1:{serve_metrics(port)}/metrics", file=sys.stderr)
-    summary = run(config, args.input, args.resources, args.out, beam_args)
+    summary = run(config, args.input, args.resources, args.out, beam_args, kafka)
     print(summarize(summary))
+    return 0
+
+
+def _cmd_loadgen(args: argparse.Namespace) -> int:
+    from ampel_monitor.config import KafkaConfig, KafkaTopics, load_config
+    from ampel_monitor.loadgen import run_loadgen
+
+    kafka = KafkaConfig(args.bootstrap)
+    if args.config:
+        configured = load_config(args.config).kafka
+        if configured is not None:
+            kafka = replace(configured, bootstrap=args.bootstrap)
+    topics = kafka.topics if args.config else KafkaTopics()
+    stats = run_loadgen(kafka.client_config(), args.rate, args.duration, args.scenario, args.format,
+                        args.confluent_framing, topics, args.label_delay, args.labelled_fraction, args.seed,
+                        pace=not args.no_pace)
+    print(f"produced {stats.predictions:,} predictions, {stats.labels:,} labels and {stats.resources:,} resource "
+          f"samples in {stats.seconds:.1f} s: {stats.rate:,.0f} predictions/s")
     return 0
 
 
@@ -206,13 +232,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs the monitoring pipeline. Options not listed here are Beam pipeline options.",
     )
     run.add_argument("--config", required=True, metavar="CFG", help="the YAML config")
-    run.add_argument("--input", action="append", required=True, metavar="FILE",
-                     help="prediction events (JSON lines or Avro container file), repeatable")
+    run.add_argument("--input", action="append", default=[], metavar="FILE",
+                     help="prediction events (JSON lines or Avro container file), repeatable; "
+                          "without it, the config's Kafka topics are read (streaming)")
     run.add_argument("--resources", action="append", default=[], metavar="FILE",
                      help="resource samples (JSON lines or Avro), repeatable")
     run.add_argument("--out", metavar="DIR", help="output directory (default: the config's sinks.out_dir)")
     run.add_argument("--metrics-port", type=int, metavar="PORT", help="serve the pipeline's counters on /metrics")
+    run.add_argument("--stop-at-end", action="store_true", help="Kafka: read up to the end offsets found at start")
+    run.add_argument("--stop-when-idle", type=float, metavar="SECONDS",
+                     help="Kafka: finish a partition after this long without messages")
     run.set_defaults(run=_cmd_run, beam=True)
+
+    loadgen = commands.add_parser("loadgen", help="produce predictions, labels and resource samples to Kafka")
+    loadgen.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
+    loadgen.add_argument("--rate", type=float, default=1000.0, help="prediction events per second (1000)")
+    loadgen.add_argument("--duration", type=float, default=60.0, help="seconds (60)")
+    loadgen.add_argument("--scenario", default="steady", choices=("steady", "drift", "latency-spike", "errors", "mixed"))
+    loadgen.add_argument("--format", default="avro", choices=("avro", "json"))
+    loadgen.add_argument("--confluent-framing", action="store_true", help="Avro with the Confluent framing")
+    loadgen.add_argument("--label-delay", type=float, default=60.0, help="seconds until a label arrives (60)")
+    loadgen.add_argument("--labelled-fraction", type=float, default=0.5, help="share of predictions labelled (0.5)")
+    loadgen.add_argument("--seed", type=int, default=7)
+    loadgen.add_argument("--no-pace", action="store_true", help="produce as fast as possible (benchmarks)")
+    loadgen.add_argument("--config", metavar="CFG", help="take topic names and client security settings from a config")
+    loadgen.set_defaults(run=_cmd_loadgen)
 
     demo = commands.add_parser("demo", help="run the monitor on a generated, seeded scenario")
     demo.add_argument("--out", default="out/demo", metavar="DIR", help="output directory (out/demo)")

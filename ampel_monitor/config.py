@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -34,6 +35,8 @@ from drift.report import DriftPolicy
 __all__ = [
     "AlertRule",
     "Config",
+    "KafkaConfig",
+    "KafkaTopics",
     "DEFAULT_RULES",
     "ModelConfig",
     "SinksConfig",
@@ -146,6 +149,72 @@ class SinksConfig:
 
 
 @dataclass(frozen=True)
+class KafkaTopics:
+    """Topic names."""
+
+    predictions: str = "predictions"
+    labels: str = "labels"
+    resources: str = "resources"
+    alerts: str = "alerts"
+    dead_letters: str = "dead-letters"
+
+
+#: Start positions of the Kafka source.
+KAFKA_STARTS = ("earliest", "latest", "committed", "timestamp")
+_SECRET_KEYS = ("sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret")
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """The Kafka cluster, its topics, and how records are read.
+
+    Client properties (``security.protocol``, ``sasl.mechanism``, ``sasl.username``,
+    ``ssl.ca.location``, ...) pass through ``properties``. Secrets never live in the
+    config: ``sasl.password`` is read from the environment variable named by
+    ``sasl_password_env`` or the file ``sasl_password_file`` when the client starts.
+    """
+
+    bootstrap: str
+    topics: KafkaTopics = field(default_factory=KafkaTopics)
+    group_id: str = "ampel-monitor"
+    #: Where a partition starts: earliest, latest, committed (else earliest) or timestamp.
+    start: str = "committed"
+    start_timestamp_ms: int | None = None
+    #: "avro" or "json".
+    format: str = "avro"
+    #: Avro with the Confluent framing; ``schema_ids`` maps framing ids to writer schema files.
+    confluent: bool = False
+    schema_ids: Mapping[int, str] = field(default_factory=dict)
+    #: The watermark trails the event time read by this much, seconds.
+    watermark_skew: float = 5.0
+    #: A partition with nothing new for this long advances its watermark to now - skew, seconds.
+    idle_timeout: float = 10.0
+    #: Most messages polled at once per partition.
+    max_poll_records: int = 5000
+    properties: Mapping[str, str] = field(default_factory=dict)
+    sasl_password_env: str | None = None
+    sasl_password_file: str | None = None
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka properties, secrets included (read now from the environment or file).
+
+        Raises:
+            ValueError: if the named secret is missing.
+        """
+        config = {"bootstrap.servers": self.bootstrap, **self.properties}
+        if self.sasl_password_env:
+            if self.sasl_password_env not in os.environ:
+                raise ValueError(f"kafka.sasl_password_env: environment variable {self.sasl_password_env!r} is not set")
+            config["sasl.password"] = os.environ[self.sasl_password_env]
+        elif self.sasl_password_file:
+            try:
+                config["sasl.password"] = Path(self.sasl_password_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"kafka.sasl_password_file: cannot read {self.sasl_password_file!r}: {exc.strerror}") from None
+        return config
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -158,6 +227,8 @@ class Config:
     confidence_threshold: float = 0.5
     drift: DriftPolicy = field(default_factory=lambda: DriftPolicy(min_count=DEFAULT_DRIFT_MIN_COUNT))
     sinks: SinksConfig = field(default_factory=SinksConfig)
+    #: The Kafka source and sinks, if any.
+    kafka: KafkaConfig | None = None
 
     def model(self, model_id: str) -> ModelConfig | None:
         return next((m for m in self.models if m.id == model_id), None)
@@ -286,6 +357,59 @@ def _sinks(value: Any) -> SinksConfig:
     return SinksConfig(None if out_dir is None else _string(out_dir, "sinks.out_dir"), port)
 
 
+def _kafka(value: Any) -> KafkaConfig | None:
+    if value is None:
+        return None
+    data = _mapping(value, "kafka")
+    allowed = {f.name for f in fields(KafkaConfig)}
+    _check_keys(data, allowed, "kafka")
+    if "bootstrap" not in data:
+        raise ValueError("kafka.bootstrap: missing")
+    kwargs: dict[str, Any] = {"bootstrap": _string(data["bootstrap"], "kafka.bootstrap")}
+    if "topics" in data:
+        topics = _mapping(data["topics"], "kafka.topics")
+        _check_keys(topics, {f.name for f in fields(KafkaTopics)}, "kafka.topics")
+        kwargs["topics"] = KafkaTopics(**{k: _string(v, f"kafka.topics.{k}") for k, v in topics.items()})
+    for key in ("group_id", "sasl_password_env", "sasl_password_file"):
+        if key in data:
+            kwargs[key] = _string(data[key], f"kafka.{key}")
+    if "start" in data:
+        start = str(data["start"])
+        if start not in KAFKA_STARTS:
+            raise ValueError(f"kafka.start: expected one of {list(KAFKA_STARTS)}, got {start!r}")
+        kwargs["start"] = start
+    if "start_timestamp_ms" in data:
+        kwargs["start_timestamp_ms"] = int(_number(data["start_timestamp_ms"], "kafka.start_timestamp_ms", 0))
+    if kwargs.get("start") == "timestamp" and "start_timestamp_ms" not in kwargs:
+        raise ValueError("kafka.start_timestamp_ms: required when kafka.start is 'timestamp'")
+    if "format" in data:
+        if data["format"] not in ("avro", "json"):
+            raise ValueError(f"kafka.format: expected 'avro' or 'json', got {data['format']!r}")
+        kwargs["format"] = data["format"]
+    if "confluent" in data:
+        if not isinstance(data["confluent"], bool):
+            raise ValueError(f"kafka.confluent: expected true or false, got {data['confluent']!r}")
+        kwargs["confluent"] = data["confluent"]
+    if "schema_ids" in data:
+        kwargs["schema_ids"] = {int(_number(k, "kafka.schema_ids")): _string(v, f"kafka.schema_ids.{k}")
+                                for k, v in _mapping(data["schema_ids"], "kafka.schema_ids").items()}
+    for key in ("watermark_skew", "idle_timeout"):
+        if key in data:
+            kwargs[key] = parse_duration(data[key], f"kafka.{key}")
+    if "max_poll_records" in data:
+        kwargs["max_poll_records"] = int(_number(data["max_poll_records"], "kafka.max_poll_records", 1))
+    if "properties" in data:
+        properties = {str(k): str(v) for k, v in _mapping(data["properties"], "kafka.properties").items()}
+        for secret in _SECRET_KEYS:
+            if secret in properties:
+                raise ValueError(
+                    f"kafka.properties.{secret}: secrets do not belong in the config; "
+                    "use kafka.sasl_password_env or kafka.sasl_password_file"
+                )
+        kwargs["properties"] = properties
+    return KafkaConfig(**kwargs)
+
+
 def parse_config(data: Any, base: Path = Path(".")) -> Config:
     """Validates a parsed YAML document into a ``Config``.
 
@@ -297,7 +421,7 @@ def parse_config(data: Any, base: Path = Path(".")) -> Config:
         ValueError: naming the field, for any invalid or unknown field.
     """
     data = _mapping(data, "config")
-    allowed = {"models", "windows", "alerts", "min_alert_events", "confidence_threshold", "drift", "sinks"}
+    allowed = {"models", "windows", "alerts", "min_alert_events", "confidence_threshold", "drift", "sinks", "kafka"}
     _check_keys(data, allowed, "config")
     if "models" not in data:
         raise ValueError("models: missing")
@@ -309,6 +433,7 @@ def parse_config(data: Any, base: Path = Path(".")) -> Config:
         confidence_threshold=_number(data.get("confidence_threshold", 0.5), "confidence_threshold", 0, 1),
         drift=_drift(data.get("drift")),
         sinks=_sinks(data.get("sinks")),
+        kafka=_kafka(data.get("kafka")),
     )
 
 

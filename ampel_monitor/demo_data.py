@@ -417,7 +417,7 @@ def _model_events(
     timestamps = np.sort(rng.integers(start_ms, end_ms, n))
     version = rng.choice(len(model.versions), n, p=[share for _, share in model.versions])
     features = model.features(rng, n, _inside(timestamps, by_kind.get("drift")))
-    prediction, confidence, _ = model.outputs(rng, features, version)
+    prediction, confidence, labels = model.outputs(rng, features, version)
     _blank_missing(rng, model, features)
 
     latency = rng.lognormal(np.log(model.latency_median_ms), model.latency_sigma, n)
@@ -461,6 +461,7 @@ def _model_events(
         "confidence": confidence_values,
         "attributes": attributes,
         "model_id": [model.name] * n,
+        "label": _as_list(labels) if labels.dtype.kind == "f" else labels.tolist(),
     }
 
 
@@ -480,15 +481,21 @@ def _event_ids(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def _events(
-    rng: np.random.Generator, counts: Mapping[str, int], start_ms: int, end_ms: int, incidents: Mapping[str, Incident]
+    rng: np.random.Generator, counts: Mapping[str, int], start_ms: int, end_ms: int, incidents: Mapping[str, Incident],
+    labels: list | None = None,
 ) -> list[dict]:
-    """All prediction events, sorted by event time (ties by model order)."""
+    """All prediction events, sorted by event time (ties by model order).
+
+    With ``labels``, each event's ground truth is appended to it, in the same order.
+    """
     streams = rng.spawn(len(_SPECS))
     columns = [_model_events(s, m, counts[m.name], start_ms, end_ms, incidents) for s, m in zip(streams, _SPECS)]
     merged = {key: [v for c in columns for v in c[key]] for key in columns[0]}
     order = np.argsort(np.asarray(merged["timestamp"], dtype=np.int64), kind="stable").tolist()
     cols = {key: [values[i] for i in order] for key, values in merged.items()}
     ids = _event_ids(rng, len(order))
+    if labels is not None:
+        labels.extend(cols["label"])
     return [
         {
             "event_id": event_id,

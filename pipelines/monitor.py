@@ -27,11 +27,12 @@ from ampel_monitor.io import read_columns
 from ampel_monitor.window import ModelSpec
 from drift.profile import ReferenceProfile
 from transforms.alerts import EvaluateAlerts
+from transforms.kafka import ReadFromKafka, WriteToKafka
 from transforms.read import DEAD, ReadEventFiles, ReadResourceFiles
 from transforms.sinks import WriteJsonLines
 from transforms.windows import WindowMetrics
 
-__all__ = ["OUTPUT_FILES", "RunSummary", "build", "load_specs", "run"]
+__all__ = ["OUTPUT_FILES", "KafkaSource", "RunSummary", "build", "load_specs", "run"]
 
 #: Output kind to file name in the output directory.
 OUTPUT_FILES = {"metrics": "metrics.jsonl", "alerts": "alerts.jsonl", "dead_letters": "dead_letters.jsonl"}
@@ -79,20 +80,44 @@ def load_specs(config: Config) -> dict[str, ModelSpec]:
     return specs
 
 
+@dataclass(frozen=True)
+class KafkaSource:
+    """Read from the config's Kafka topics instead of files."""
+
+    #: Read only up to the end offsets found at start (a bounded replay of the topics).
+    stop_at_end: bool = False
+    #: Finish each partition after this many seconds without messages.
+    stop_when_idle: float | None = None
+    #: Also read the resource-samples topic.
+    resources: bool = True
+
+
 def build(
     pipeline: beam.Pipeline,
     config: Config,
     specs: Mapping[str, ModelSpec],
-    inputs: Sequence[str],
+    inputs: Sequence[str] = (),
     resources: Sequence[str] = (),
     out_dir: str | None = None,
+    kafka: KafkaSource | None = None,
 ) -> dict[str, beam.PCollection]:
-    """Adds the monitoring job to ``pipeline``; returns its ``metrics``, ``alerts`` and ``dead_letters``."""
+    """Adds the monitoring job to ``pipeline``; returns its ``metrics``, ``alerts`` and ``dead_letters``.
+
+    Events come from ``inputs`` (and ``resources``) files, or with ``kafka`` from the
+    config's Kafka topics; then alerts and dead letters also go to their topics.
+    """
     slide_ms = config.windows.slide_ms
     schemas = {m.id: ModelSchema.from_profile(specs[m.id].profile, m.task) for m in config.models}
-    events = pipeline | "ReadEvents" >> ReadEventFiles(list(inputs), schemas, slide_ms)
-    streams, dead = [events.batches], [events[DEAD]]
-    if resources:
+    if kafka is not None:
+        if config.kafka is None:
+            raise ValueError("kafka: the config has no kafka section")
+        read = pipeline | "ReadKafka" >> ReadFromKafka(
+            config.kafka, schemas, slide_ms, kafka.resources, kafka.stop_at_end, kafka.stop_when_idle)
+        streams, dead = [read.batches], [read[DEAD]]
+    else:
+        events = pipeline | "ReadEvents" >> ReadEventFiles(list(inputs), schemas, slide_ms)
+        streams, dead = [events.batches], [events[DEAD]]
+    if resources and kafka is None:
         samples = pipeline | "ReadResources" >> ReadResourceFiles(list(resources), tuple(specs), slide_ms)
         streams.append(samples.batches)
         dead.append(samples[DEAD])
@@ -112,6 +137,10 @@ def build(
     if out_dir:
         for kind, pcoll in outputs.items():
             _ = pcoll | f"Write{kind.title().replace('_', '')}" >> WriteJsonLines(str(Path(out_dir) / OUTPUT_FILES[kind]))
+    if kafka is not None and config.kafka is not None:
+        topics = config.kafka.topics
+        _ = outputs["alerts"] | "AlertsToKafka" >> WriteToKafka(config.kafka, topics.alerts, "model")
+        _ = outputs["dead_letters"] | "DeadLettersToKafka" >> WriteToKafka(config.kafka, topics.dead_letters, "reason")
     return outputs
 
 
@@ -136,20 +165,27 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def run(
     config: Config,
-    inputs: Sequence[str],
+    inputs: Sequence[str] = (),
     resources: Sequence[str] = (),
     out_dir: str | None = None,
     beam_args: Sequence[str] = (),
+    kafka: KafkaSource | None = None,
 ) -> RunSummary:
-    """Runs the job over input files on the local runner (or the runner in ``beam_args``)."""
+    """Runs the job to its end, over files on the local runner by default, or over Kafka.
+
+    With ``kafka`` the pipeline runs in streaming mode; it ends when every partition
+    is done (``stop_at_end``, ``stop_when_idle``), or never.
+    """
     specs = load_specs(config)
     out = Path(out_dir or config.sinks.out_dir or "out")
     out.mkdir(parents=True, exist_ok=True)
     for name in OUTPUT_FILES.values():
         (out / name).write_text("", encoding="utf-8")
     options = PipelineOptions(list(beam_args))
+    if kafka is not None:
+        options.view_as(StandardOptions).streaming = True
     with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, config, specs, inputs, resources, str(out))
+        build(pipeline, config, specs, inputs, resources, str(out), kafka)
     metrics = read_jsonl(out / OUTPUT_FILES["metrics"])
     dead: dict[str, int] = {}
     for letter in read_jsonl(out / OUTPUT_FILES["dead_letters"]):

@@ -1,0 +1,172 @@
+"""``ampel-monitor loadgen``: produce a live stream of predictions, labels and resource samples.
+
+Traffic is that of the demo scenario (``ampel_monitor.demo_data``: three models, their
+features and outputs), stamped with the wall-clock time as it is produced, paced to
+``rate`` events per second. Each second of traffic is drawn at once with numpy, then
+encoded and handed to one confluent-kafka producer, keyed by model. A share of the
+predictions gets its label ``label_delay`` seconds later on the labels topic; every
+host of every model reports a resource sample every 15 s.
+
+Scenarios: ``steady`` (no incident), ``drift`` (credit-risk's inputs drift from 55 %
+of the run on), ``latency-spike``, ``errors`` (an error burst), ``mixed`` (all four
+incidents of the demo, resource pressure included).
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TextIO
+
+import numpy as np
+from confluent_kafka import KafkaException, Producer
+
+from ampel_monitor.config import KafkaTopics
+from ampel_monitor.demo_data import _events, _incidents, _resources, _split
+from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat
+
+__all__ = ["SCENARIOS", "LoadgenStats", "run_loadgen"]
+
+#: Scenario name to the demo incidents it injects.
+SCENARIOS = {
+    "steady": (),
+    "drift": ("drift",),
+    "latency-spike": ("latency_spike",),
+    "errors": ("error_burst",),
+    "mixed": ("drift", "latency_spike", "error_burst", "resource_pressure"),
+}
+_RESOURCE_PERIOD_S = 15
+
+
+@dataclass(frozen=True)
+class LoadgenStats:
+    """What a run produced."""
+
+    predictions: int
+    labels: int
+    resources: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Prediction events per second achieved."""
+        return self.predictions / self.seconds if self.seconds else 0.0
+
+
+def _produce(producer: Producer, topic: str, value: bytes, key: str) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key)
+            return
+        except BufferError:  # the local queue is full: let librdkafka send, then retry
+            producer.poll(0.05)
+
+
+def run_loadgen(
+    client_config: Mapping[str, str],
+    rate: float,
+    duration: float,
+    scenario: str = "steady",
+    wire: str = "avro",
+    confluent: bool = False,
+    topics: KafkaTopics = KafkaTopics(),
+    label_delay: float = 60.0,
+    labelled_fraction: float = 0.5,
+    seed: int = 7,
+    pace: bool = True,
+    out: TextIO = sys.stderr,
+) -> LoadgenStats:
+    """Produces ``rate`` events per second for ``duration`` seconds; returns what was sent.
+
+    Args:
+        client_config: librdkafka properties (``bootstrap.servers``, security settings).
+        rate: prediction events per second.
+        duration: seconds of traffic.
+        scenario: one of ``SCENARIOS``.
+        wire: "avro" or "json".
+        confluent: Avro with the Confluent framing (schema ids 1, 2, 3 for predictions,
+            labels and resource samples).
+        topics: the topic names.
+        label_delay: seconds between a prediction and its label.
+        labelled_fraction: the share of predictions that get a label.
+        seed: the seed of the traffic.
+        pace: wait for the wall clock (False: produce as fast as possible, for benchmarks).
+        out: where progress goes.
+
+    Raises:
+        ValueError: for an unknown scenario or format, or out-of-range numbers.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {sorted(SCENARIOS)}, got {scenario!r}")
+    if rate <= 0 or duration <= 0:
+        raise ValueError(f"rate and duration must be positive, got {rate!r} and {duration!r}")
+    if not 0.0 <= labelled_fraction <= 1.0:
+        raise ValueError(f"labelled_fraction must be within [0, 1], got {labelled_fraction!r}")
+    formats = {kind: WireFormat(wire, schema, confluent, schema_id) for kind, (schema, schema_id) in TOPIC_SCHEMAS.items()}
+    producer = Producer({"linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True,
+                         "queue.buffering.max.messages": 1_000_000, **client_config})
+    rng = np.random.default_rng(seed)
+    started = time.time()
+    start_ms = int(started * 1000)
+    end_ms = start_ms + int(duration * 1000)
+    incidents = {kind: incident for kind, incident in _incidents(start_ms, end_ms).items()
+                 if kind in SCENARIOS[scenario]}
+    pending: collections.deque[tuple[int, bytes, str]] = collections.deque()  # labels waiting for their time
+    sent = {"predictions": 0, "labels": 0, "resources": 0}
+    encode = {name: fmt.encode for name, fmt in formats.items()}
+    delay_ms = int(label_delay * 1000)
+    carry = 0.0
+    for tick in range(int(np.ceil(duration))):
+        begin = start_ms + tick * 1000
+        finish = min(begin + 1000, end_ms)
+        carry += rate * (finish - begin) / 1000
+        n, carry = int(carry), carry - int(carry)
+        labels: list = []
+        events = _events(rng, _split(n), begin, finish, incidents, labels) if n else []
+        labelled = rng.random(len(events)) < labelled_fraction
+        for event, label, has_label in zip(events, labels, labelled):
+            _produce(producer, topics.predictions, encode["predictions"](event), event["model_id"])
+            if has_label and label is not None:
+                due = event["timestamp"] + delay_ms
+                record = {"event_id": event["event_id"], "model_id": event["model_id"], "label": label, "timestamp": due}
+                pending.append((due, encode["labels"](record), event["model_id"]))
+        sent["predictions"] += len(events)
+        if tick % _RESOURCE_PERIOD_S == 0:
+            for sample in _resources(rng, begin, min(begin + _RESOURCE_PERIOD_S * 1000, end_ms), incidents):
+                _produce(producer, topics.resources, encode["resources"](sample), sample["model_id"])
+                sent["resources"] += 1
+        now_ms = int(time.time() * 1000) if pace else finish
+        while pending and pending[0][0] <= now_ms:
+            _, value, key = pending.popleft()
+            _produce(producer, topics.labels, value, key)
+            sent["labels"] += 1
+        producer.poll(0)
+        if pace:
+            ahead = (begin + 1000) / 1000 - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
+        if tick % 10 == 9:
+            elapsed = time.time() - started
+            out.write(f"  {sent['predictions']:,} events in {elapsed:.0f} s ({sent['predictions'] / elapsed:,.0f}/s)\n")
+    if pace:  # labels still due within the label delay after the last prediction
+        while pending:
+            wait = pending[0][0] / 1000 - time.time()
+            if wait > 0:
+                time.sleep(min(wait, 1.0))
+                producer.poll(0)
+                continue
+            _, value, key = pending.popleft()
+            _produce(producer, topics.labels, value, key)
+            sent["labels"] += 1
+    else:
+        for _, value, key in pending:
+            _produce(producer, topics.labels, value, key)
+            sent["labels"] += 1
+    remaining = producer.flush(60)
+    if remaining:
+        raise KafkaException(f"{remaining} messages were not delivered within 60 s")
+    elapsed = time.time() - started
+    return LoadgenStats(sent["predictions"], sent["labels"], sent["resources"], elapsed)

@@ -1,0 +1,355 @@
+"""Kafka in and out: a splittable-DoFn source per topic-partition, and a producer sink.
+
+The source (``ReadFromKafka``)::
+
+    Impulse ─ Partitions (list topics, resolve start offsets) ─ Reshuffle ─ ReadPartition (SDF)
+                                                                              ├─ (model, batch), timestamped
+                                                                              └─ dead letters
+
+* One element per topic-partition; its restriction is an offset range
+  ``[start, stop)`` (``stop`` is unbounded unless ``stop_at_end``). The DoFn claims
+  each offset it emits, so a restart resumes exactly after the last checkpoint.
+* Each call polls messages in bulk for up to about a second, decodes them together
+  into the pipeline's batches, then checkpoints (``defer_remainder``) so the runner can
+  commit progress and move the watermark.
+* The watermark of a partition trails the largest event time read from it by
+  ``watermark_skew``; a partition idle for ``idle_timeout`` advances it to the wall
+  clock minus the skew, so quiet partitions do not hold windows back.
+* Start positions: earliest, latest, committed (the consumer group's offset, else
+  earliest) or a timestamp. Offsets read are committed to the group (asynchronously)
+  for lag monitoring only: the runner's checkpoints, not the group, decide where a
+  restarted job resumes.
+* Undecodable messages, and records that fail validation, go to the dead-letter
+  output with the reason, ``topic/partition@offset`` and the original bytes
+  (base64 for Avro); the job never stops on bad input.
+
+Credentials come from ``KafkaConfig.client_config`` (environment or file) when the
+consumer starts on the worker, never from pipeline options or logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.runners.sdf_utils import RestrictionTrackerView
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Duration, Timestamp
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from ampel_monitor.config import KafkaConfig
+from ampel_monitor.events import DeadLetter, EventDecoder, ModelSchema, decode_resources
+from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat
+from transforms.counters import count_dead_letter, count_events
+from transforms.read import DEAD
+
+__all__ = ["KafkaPartition", "ReadFromKafka", "WriteToKafka"]
+
+_LOG = logging.getLogger(__name__)
+_UNBOUNDED = sys.maxsize
+_BUNDLE_SECONDS = 1.0
+_POLL_SECONDS = 0.2
+
+@dataclass(frozen=True)
+class KafkaPartition:
+    """One partition to read: what it carries, where, and from which offset."""
+
+    kind: str
+    topic: str
+    partition: int
+    start: int
+    stop: int = _UNBOUNDED
+
+
+def _consumer(kafka: KafkaConfig) -> Consumer:
+    return Consumer({
+        "group.id": kafka.group_id,
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+        "auto.offset.reset": "earliest",
+        **kafka.client_config(),
+    })
+
+
+class _PartitionsDoFn(beam.DoFn):
+    """Lists the partitions of the input topics and resolves where each one starts."""
+
+    def __init__(self, kafka: KafkaConfig, kinds: tuple[str, ...], stop_at_end: bool) -> None:
+        self._kafka, self._kinds, self._stop_at_end = kafka, kinds, stop_at_end
+
+    def process(self, _: Any) -> Iterator[KafkaPartition]:
+        consumer = _consumer(self._kafka)
+        try:
+            for kind in self._kinds:
+                topic = getattr(self._kafka.topics, kind)
+                metadata = consumer.list_topics(topic, timeout=30)
+                described = metadata.topics.get(topic)
+                if described is None or described.error is not None or not described.partitions:
+                    raise ValueError(f"kafka topic {topic!r} ({kind}) does not exist: {described and described.error}")
+                for partition in sorted(described.partitions):
+                    start, stop = self._positions(consumer, topic, partition)
+                    yield KafkaPartition(kind, topic, partition, start, stop if self._stop_at_end else _UNBOUNDED)
+        finally:
+            consumer.close()
+
+    def _positions(self, consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        mode = self._kafka.start
+        if mode == "earliest":
+            return low, high
+        if mode == "latest":
+            return high, high
+        if mode == "timestamp":
+            (found,) = consumer.offsets_for_times(
+                [TopicPartition(topic, partition, self._kafka.start_timestamp_ms)], timeout=30)
+            return (high if found.offset < 0 else found.offset), high
+        (committed,) = consumer.committed([TopicPartition(topic, partition)], timeout=30)
+        return (committed.offset if committed.offset >= 0 else low), high
+
+
+class _OffsetProvider(RestrictionProvider):
+    def initial_restriction(self, element: KafkaPartition) -> OffsetRange:
+        return OffsetRange(element.start, max(element.start, element.stop))
+
+    def create_tracker(self, restriction: OffsetRange) -> OffsetRestrictionTracker:
+        return OffsetRestrictionTracker(restriction)
+
+    def restriction_size(self, element: KafkaPartition, restriction: OffsetRange) -> int:
+        return 1 if restriction.stop == _UNBOUNDED else restriction.stop - restriction.start
+
+    def truncate(self, element: KafkaPartition, restriction: OffsetRange) -> OffsetRange | None:
+        return None if restriction.stop == _UNBOUNDED else restriction
+
+
+class _WatermarkProvider(WatermarkEstimatorProvider):
+    """A manual estimator starting at the epoch (a fresh one has nothing to hold back)."""
+
+    def initial_estimator_state(self, element: KafkaPartition, restriction: OffsetRange) -> Timestamp:
+        return Timestamp(0)
+
+    def create_watermark_estimator(self, state: Timestamp) -> ManualWatermarkEstimator:
+        return ManualWatermarkEstimator(state)
+
+
+class _ReadPartitionDoFn(beam.DoFn):
+    def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int,
+                 stop_when_idle: float | None) -> None:
+        self._kafka, self._schemas, self._slide_ms = kafka, dict(schemas), slide_ms
+        self._stop_when_idle = stop_when_idle
+
+    def setup(self) -> None:
+        self._consumers: dict[tuple[str, int], tuple[Consumer, int]] = {}
+        self._last_message: dict[tuple[str, int], float] = {}
+        self._decoder = EventDecoder(self._schemas, self._slide_ms)
+        self._wire = {kind: WireFormat(self._kafka.format, schema, self._kafka.confluent, schema_id,
+                                       self._kafka.schema_ids)
+                      for kind, (schema, schema_id) in TOPIC_SCHEMAS.items()}
+
+    def teardown(self) -> None:
+        for consumer, _ in self._consumers.values():
+            consumer.close()
+        self._consumers.clear()
+
+    def _consumer_at(self, element: KafkaPartition, offset: int) -> Consumer:
+        key = (element.topic, element.partition)
+        cached = self._consumers.get(key)
+        if cached is not None and cached[1] == offset:
+            return cached[0]
+        if cached is None:
+            consumer = _consumer(self._kafka)
+        else:
+            consumer = cached[0]
+        consumer.assign([TopicPartition(element.topic, element.partition, offset)])
+        self._consumers[key] = (consumer, offset)
+        return consumer
+
+    @beam.DoFn.unbounded_per_element()
+    def process(
+        self,
+        element: KafkaPartition,
+        tracker: RestrictionTrackerView = beam.DoFn.RestrictionParam(_OffsetProvider()),
+        watermark: ManualWatermarkEstimator = beam.DoFn.WatermarkEstimatorParam(_WatermarkProvider()),
+    ) -> Iterator[Any]:
+        restriction = tracker.current_restriction()
+        key = (element.topic, element.partition)
+        next_offset = restriction.start
+        if next_offset >= restriction.stop:
+            return
+        consumer = self._consumer_at(element, next_offset)
+        deadline = time.monotonic() + _BUNDLE_SECONDS
+        skew_ms = int(self._kafka.watermark_skew * 1000)
+        while time.monotonic() < deadline:
+            messages = consumer.consume(self._kafka.max_poll_records, timeout=_POLL_SECONDS)
+            claimed, ended = [], False
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        _LOG.warning("kafka %s/%s: %s", element.topic, element.partition, error)
+                    continue
+                if not tracker.try_claim(message.offset()):
+                    ended = True  # the rest of the restriction was split off, or its stop reached
+                    break
+                claimed.append(message)
+            if claimed:
+                next_offset = claimed[-1].offset() + 1
+                self._consumers[key] = (consumer, next_offset)
+                self._last_message[key] = time.monotonic()
+                newest = yield from self._emit(element, claimed)
+                if newest is not None:
+                    self._advance(watermark, newest - skew_ms)
+                consumer.commit(offsets=[TopicPartition(element.topic, element.partition, next_offset)],
+                                asynchronous=True)
+            if ended or next_offset >= restriction.stop:
+                return
+            if not messages:
+                idle = time.monotonic() - self._last_message.setdefault(key, time.monotonic())
+                if idle >= self._kafka.idle_timeout:
+                    self._advance(watermark, int(time.time() * 1000) - skew_ms)
+                if self._stop_when_idle is not None and idle >= self._stop_when_idle:
+                    tracker.try_claim(restriction.stop)  # nothing more to read: this partition is done
+                    return
+                break
+        tracker.defer_remainder(Duration(seconds=0 if next_offset > restriction.start else _POLL_SECONDS))
+
+    @staticmethod
+    def _advance(watermark: ManualWatermarkEstimator, epoch_ms: int) -> None:
+        candidate = Timestamp(micros=epoch_ms * 1000)
+        current = watermark.current_watermark()
+        if current is None or candidate > current:
+            watermark.set_watermark(candidate)
+
+    def _emit(self, element: KafkaPartition, messages: list) -> Iterator[Any]:
+        """Decodes messages into batches and dead letters; returns the newest event time (ms)."""
+        wire = self._wire[element.kind]
+        records, dead = [], []
+        for message in messages:
+            source = f"{element.topic}/{element.partition}@{message.offset()}"
+            value = message.value()
+            original = _original(value, wire.kind)
+            try:
+                records.append((source, wire.decode(value), original))
+            except ValueError as exc:
+                dead.append(DeadLetter("undecodable", str(exc), source, original))
+        if element.kind == "predictions":
+            batches, rejected = self._decoder.decode_records(records)
+        else:
+            batches, rejected = decode_resources(records, tuple(self._schemas), self._slide_ms)
+        newest = None
+        for batch in batches:
+            if element.kind == "predictions":
+                count_events(batch.model, len(batch))
+                last = int(batch.timestamps.max())
+            else:
+                last = batch.slice_start_ms
+            newest = last if newest is None else max(newest, last)
+            yield TimestampedValue((batch.model, batch), batch.slice_start_ms / 1000)
+        for letter in dead + rejected:
+            count_dead_letter(letter.reason)
+            yield pvalue.TaggedOutput(DEAD, letter.to_dict())
+        return newest
+
+
+def _original(value: bytes | None, kind: str) -> str:
+    if value is None:
+        return ""
+    if kind == "json":
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return "base64:" + base64.b64encode(value).decode("ascii")
+
+
+class ReadFromKafka(beam.PTransform):
+    """Reads prediction events and resource samples from Kafka as keyed, timestamped batches.
+
+    Args:
+        kafka: the cluster, topics, format and start position.
+        schemas: per model id, the features its events carry.
+        slide_ms: the slice length, milliseconds.
+        resources: also read the resource-samples topic.
+        stop_at_end: read only up to the end offsets found at start (a bounded replay).
+        stop_when_idle: finish a partition after this many seconds without messages.
+
+    Returns (on application):
+        A ``DoOutputsTuple`` with ``batches`` of ``(model, batch)`` and ``dead`` letters.
+    """
+
+    def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int, resources: bool = True,
+                 stop_at_end: bool = False, stop_when_idle: float | None = None) -> None:
+        super().__init__()
+        self._kafka, self._schemas, self._slide_ms = kafka, dict(schemas), slide_ms
+        self._kinds = ("predictions", "resources") if resources else ("predictions",)
+        self._stop_at_end, self._stop_when_idle = stop_at_end, stop_when_idle
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> pvalue.DoOutputsTuple:
+        return (
+            pbegin
+            | "Impulse" >> beam.Impulse()
+            | "Partitions" >> beam.ParDo(_PartitionsDoFn(self._kafka, self._kinds, self._stop_at_end))
+            | "Distribute" >> beam.Reshuffle()
+            | "ReadPartition" >> beam.ParDo(
+                _ReadPartitionDoFn(self._kafka, self._schemas, self._slide_ms, self._stop_when_idle)
+            ).with_outputs(DEAD, main="batches")
+        )
+
+
+class _ProduceDoFn(beam.DoFn):
+    def __init__(self, kafka: KafkaConfig, topic: str, key_field: str | None) -> None:
+        self._kafka, self._topic, self._key_field = kafka, topic, key_field
+
+    def setup(self) -> None:
+        self._producer = Producer({"enable.idempotence": True, "linger.ms": 20, **self._kafka.client_config()})
+        self._failed: list[str] = []
+
+    def _delivered(self, error: KafkaError | None, _: Any) -> None:
+        if error is not None:
+            self._failed.append(str(error))
+
+    def process(self, element: Mapping[str, Any]) -> None:
+        import orjson
+
+        key = str(element.get(self._key_field, "")) if self._key_field else None
+        while True:
+            try:
+                self._producer.produce(self._topic, orjson.dumps(element), key, on_delivery=self._delivered)
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def finish_bundle(self) -> None:
+        # the bundle commits only once every message is acknowledged: a failure retries it
+        remaining = self._producer.flush(120)
+        if remaining or self._failed:
+            failed, self._failed = self._failed, []
+            raise RuntimeError(f"kafka topic {self._topic!r}: {remaining} undelivered, failures: {failed[:3]}")
+
+    def teardown(self) -> None:
+        self._producer.flush(30)
+
+
+class WriteToKafka(beam.PTransform):
+    """Writes dicts as JSON messages to a Kafka topic, keyed by one of their fields.
+
+    Delivery is at least once: a bundle finishes only when the broker acknowledged
+    all of its messages (idempotent producer), and a failed bundle is retried.
+    """
+
+    def __init__(self, kafka: KafkaConfig, topic: str, key_field: str | None = "model") -> None:
+        super().__init__()
+        self._kafka, self._topic, self._key_field = kafka, topic, key_field
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        return pcoll | "Produce" >> beam.ParDo(_ProduceDoFn(self._kafka, self._topic, self._key_field))
