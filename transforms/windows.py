@@ -21,13 +21,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
-from apache_beam.coders import VarIntCoder
+from apache_beam.coders import BytesCoder, VarIntCoder
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.timeutil import TimeDomain
@@ -168,6 +169,28 @@ class _ExtractMetricsDoFn(beam.DoFn):
             yield (model, metrics["version"]), metrics
 
 
+class _DropRepeatedPanesDoFn(beam.DoFn):
+    """Drops a pane identical to the one before it for the same window (state is per window).
+
+    Some runners (Prism in Beam 2.77) fire a last late pane when a window's lateness
+    ends even when nothing arrived late; it repeats the previous pane.
+    """
+
+    LAST = ReadModifyWriteStateSpec("last_pane", BytesCoder())
+
+    def process(
+        self, element: tuple[tuple[str, str], dict[str, Any]], last=beam.DoFn.StateParam(LAST)
+    ) -> Iterator[tuple[tuple[str, str], dict[str, Any]]]:
+        _, metrics = element
+        fingerprint = hashlib.blake2b(
+            json.dumps({k: v for k, v in metrics.items() if k != "late"}, sort_keys=True).encode(), digest_size=16
+        ).digest()
+        if last.read() == fingerprint:
+            return
+        last.write(fingerprint)
+        yield element
+
+
 class WindowMetrics(beam.PTransform):
     """Per-window metrics of keyed batches (see the module docstring).
 
@@ -201,18 +224,22 @@ class WindowMetrics(beam.PTransform):
             batches
             | "Slices" >> beam.WindowInto(
                 window.FixedWindows(w.slide),
-                trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                # the default trigger: on time, then once per late element (Prism fires
+                # AfterWatermark(late=AfterCount(1)) a second time at the end of lateness)
+                trigger=trigger.DefaultTrigger(),
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
                 allowed_lateness=lateness,
             )
             | "CombineSlices" >> beam.CombinePerKey(SliceCombineFn(self._specs))
             | "Windows" >> beam.WindowInto(
                 window.SlidingWindows(w.size, w.slide),
-                trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                trigger=trigger.DefaultTrigger(),
                 accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
                 allowed_lateness=lateness,
             )
             | "MergeSlices" >> beam.CombinePerKey(WindowCombineFn())
             | "Extract" >> beam.ParDo(_ExtractMetricsDoFn(self._specs))
         )
+        if self._streaming:
+            metrics = metrics | "DropRepeatedPanes" >> beam.ParDo(_DropRepeatedPanesDoFn())
         return {"metrics": metrics, DEAD: too_late}
