@@ -1,0 +1,103 @@
+"""The monitor on a real Kafka broker, streaming on Prism and on Flink."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections import Counter
+from datetime import datetime
+
+import pytest
+
+from ampel_monitor.wire import WireFormat
+from drift.profile import ReferenceProfile
+from tests.kafka.conftest import kafka_config, lines, start_pipeline, wait_for
+from tests.pipeline.streams import START_MS, make_events, write_setup
+from tests.pipeline.test_monitor_it import assert_window_matches
+
+pytestmark = pytest.mark.it
+
+MINUTE = 60_000
+AVRO = WireFormat("avro", "PredictionEvent")
+
+
+def recent_events(seed: int, minutes: int, per_minute: int, **incidents) -> tuple[int, list[dict]]:
+    """A stream ending about a minute ago, aligned to the minute (Kafka refuses future timestamps)."""
+    base = (int(time.time() * 1000) // MINUTE - minutes - 1) * MINUTE
+    events = make_events(seed=seed, minutes=minutes, per_minute=per_minute, **incidents)
+    for event in events:
+        event["timestamp"] += base - START_MS
+    return base, events
+
+
+def epoch_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+def latest_panes(metrics: list[dict]) -> dict[tuple, dict]:
+    final = {}
+    for m in metrics:  # panes are appended in order: the last one of a window wins
+        final[(m["model"], m["version"], m["window_end"])] = m
+    return final
+
+
+def check_run(tmp_path, broker, runner_args, prefix):
+    base, events = recent_events(seed=51, minutes=6, per_minute=200, spike=(2, 4))
+    topics = broker.topics(prefix)
+    write_setup(tmp_path, events, {})
+    config = kafka_config(tmp_path, topics, {"size": "2m", "slide": "1m", "allowed_lateness": "10m"})
+    # out of order within the skew: swap neighbours
+    for i in range(0, len(events) - 1, 7):
+        events[i], events[i + 1] = events[i + 1], events[i]
+    garbage = [("alpha", b"\x07not avro"), ("beta", AVRO.encode({**events[0], "latency_ms": -5.0})),
+               (None, None)]
+    broker.produce(topics["predictions"], [(e["model_id"], AVRO.encode(e)) for e in events] + garbage)
+
+    out = tmp_path / "out"
+    process = start_pipeline(config, out, runner_args, stop_when_idle=25)
+    last_end = base + 7 * MINUTE
+    wait_for(lambda: any(epoch_ms(m["window_end"]) >= last_end for m in lines(out / "metrics.jsonl")), 240,
+             "the last window", process)
+
+    # late within the allowed lateness: a late pane updates the window; too late: dead-lettered
+    late = [{**events[5], "event_id": f"late-{i}", "timestamp": base + 5 * MINUTE + 30_000 + i} for i in range(4)]
+    too_late = [{**events[6], "event_id": f"too-late-{i}", "timestamp": base - 60 * MINUTE + i} for i in range(3)]
+    broker.produce(topics["predictions"], [(e["model_id"], AVRO.encode(e)) for e in late + too_late])
+    process.wait(timeout=240)
+    output = process.stdout.read()
+    assert process.returncode == 0, output[-4000:]
+
+    panes = lines(out / "metrics.jsonl")
+    final = latest_panes(panes)
+    accepted = events + late
+    profiles = {m: ReferenceProfile.load(tmp_path / f"{m}.json") for m in ("alpha", "beta")}
+    for metrics in final.values():
+        assert_window_matches(metrics, accepted, profiles[metrics["model"]], 2 * MINUTE)
+    # nothing lost, nothing counted twice: each event is in exactly two windows (size 2m, slide 1m)
+    assert sum(m["count"] for m in final.values()) == 2 * len(accepted)
+    late_key = (late[0]["model_id"], late[0]["model_version"])
+    late_panes = [m for m in panes if m["late"] and (m["model"], m["version"]) == late_key]
+    assert {epoch_ms(m["window_end"]) for m in late_panes} == {base + 6 * MINUTE, base + 7 * MINUTE}
+
+    dead = lines(out / "dead_letters.jsonl")
+    assert Counter(d["reason"] for d in dead) == {"undecodable": 2, "negative_latency": 1, "too_late": 3}
+    assert sorted(json.loads(d["record"])["event_id"] for d in dead if d["reason"] == "too_late") == [
+        f"too-late-{i}" for i in range(3)]
+    undecodable = next(d for d in dead if d["record"] == "base64:" + base64.b64encode(b"\x07not avro").decode())
+    assert undecodable["source"].startswith(topics["predictions"] + "/")
+
+    on_topic = [json.loads(m.value()) for m in broker.consume_all(topics["dead_letters"])]
+    assert Counter(d["reason"] for d in on_topic) == Counter(d["reason"] for d in dead)
+    alerts = [json.loads(m.value()) for m in broker.consume_all(topics["alerts"])]
+    assert [(a["model"], a["version"], a["rule"], a["state"]) for a in alerts] == [
+        ("alpha", "v1", "latency_p95", "firing"), ("alpha", "v1", "latency_p95", "resolved")]
+    return panes
+
+
+def test_prism_windows_equal_the_offline_computation(tmp_path, broker, prism_args):
+    check_run(tmp_path, broker, prism_args, "prism")
+
+
+def test_flink_windows_equal_the_offline_computation(tmp_path, broker, flink_args):
+    check_run(tmp_path, broker, flink_args, "flink")
