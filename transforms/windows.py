@@ -105,6 +105,17 @@ def _json(record: Mapping[str, Any]) -> str:
     return json.dumps(record, default=str)
 
 
+def _merge_into_first(accumulators: Iterable[ModelAccumulator]) -> ModelAccumulator:
+    """Merges into the first accumulator only (some runners merge an empty set)."""
+    iterator = iter(accumulators)
+    merged = next(iterator, None)
+    if merged is None:
+        return ModelAccumulator()
+    for accumulator in iterator:
+        merged.merge(accumulator)
+    return merged
+
+
 class SliceCombineFn(beam.CombineFn):
     """Folds the batches of one model and slice into one ``ModelAccumulator``."""
 
@@ -123,10 +134,7 @@ class SliceCombineFn(beam.CombineFn):
         return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[ModelAccumulator]) -> ModelAccumulator:
-        merged, *rest = accumulators
-        for accumulator in rest:
-            merged.merge(accumulator)
-        return merged
+        return _merge_into_first(accumulators)
 
     def extract_output(self, accumulator: ModelAccumulator) -> ModelAccumulator:
         return accumulator
@@ -142,10 +150,7 @@ class WindowCombineFn(beam.CombineFn):
         return accumulator.merge(slice_state)
 
     def merge_accumulators(self, accumulators: Iterable[ModelAccumulator]) -> ModelAccumulator:
-        merged, *rest = accumulators
-        for accumulator in rest:
-            merged.merge(accumulator)
-        return merged
+        return _merge_into_first(accumulators)
 
     def extract_output(self, accumulator: ModelAccumulator) -> ModelAccumulator:
         return accumulator
