@@ -13,8 +13,9 @@ The source (``ReadFromKafka``)::
   into the pipeline's batches, then checkpoints (``defer_remainder``) so the runner can
   commit progress and move the watermark.
 * The watermark of a partition trails the largest event time read from it by
-  ``watermark_skew``; a partition idle for ``idle_timeout`` advances it to the wall
-  clock minus the skew, so quiet partitions do not hold windows back.
+  ``watermark_skew``; a partition idle for ``idle_timeout``, and read to the end the
+  broker reports, advances it to the wall clock minus the skew, so quiet partitions do
+  not hold windows back (an unreachable broker is not idleness).
 * Start positions: earliest, latest, committed (the consumer group's offset, else
   earliest) or a timestamp. Offsets read are committed to the group (asynchronously)
   for lag monitoring only: the runner's checkpoints, not the group, decide where a
@@ -45,7 +46,7 @@ from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.runners.sdf_utils import RestrictionTrackerView
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from ampel_monitor.config import KafkaConfig
 from ampel_monitor.events import DeadLetter, EventDecoder, ModelSchema, decode_resources
@@ -117,12 +118,25 @@ class _PartitionsDoFn(beam.DoFn):
         return (committed.offset if committed.offset >= 0 else low), high
 
 
+class _OffsetTracker(OffsetRestrictionTracker):
+    """Offsets of one partition: splits only to checkpoint (at the current position).
+
+    A runner splitting an unbounded range in the middle would hand offsets far beyond
+    the partition's end to another reader; a partition is read by one reader at a time.
+    """
+
+    def try_split(self, fraction_of_remainder: float) -> tuple[OffsetRange, OffsetRange] | None:
+        if fraction_of_remainder != 0:
+            return None
+        return super().try_split(0)
+
+
 class _OffsetProvider(RestrictionProvider):
     def initial_restriction(self, element: KafkaPartition) -> OffsetRange:
         return OffsetRange(element.start, max(element.start, element.stop))
 
     def create_tracker(self, restriction: OffsetRange) -> OffsetRestrictionTracker:
-        return OffsetRestrictionTracker(restriction)
+        return _OffsetTracker(restriction)
 
     def restriction_size(self, element: KafkaPartition, restriction: OffsetRange) -> int:
         return 1 if restriction.stop == _UNBOUNDED else restriction.stop - restriction.start
@@ -197,6 +211,8 @@ class _ReadPartitionDoFn(beam.DoFn):
                     if error.code() != KafkaError._PARTITION_EOF:
                         _LOG.warning("kafka %s/%s: %s", element.topic, element.partition, error)
                     continue
+                if message.offset() < next_offset:
+                    continue  # already claimed (the consumer was reset behind our position)
                 if not tracker.try_claim(message.offset()):
                     ended = True  # the rest of the restriction was split off, or its stop reached
                     break
@@ -214,11 +230,11 @@ class _ReadPartitionDoFn(beam.DoFn):
                 return
             if not messages:
                 idle = time.monotonic() - self._last_message.setdefault(key, time.monotonic())
-                if idle >= self._kafka.idle_timeout:
+                if idle >= self._kafka.idle_timeout and _caught_up(consumer, element, next_offset):
                     self._advance(watermark, int(time.time() * 1000) - skew_ms)
-                if self._stop_when_idle is not None and idle >= self._stop_when_idle:
-                    tracker.try_claim(restriction.stop)  # nothing more to read: this partition is done
-                    return
+                    if self._stop_when_idle is not None and idle >= self._stop_when_idle:
+                        tracker.try_claim(restriction.stop)  # nothing more to read: this partition is done
+                        return
                 break
         tracker.defer_remainder(Duration(seconds=0 if next_offset > restriction.start else _POLL_SECONDS))
 
@@ -258,6 +274,19 @@ class _ReadPartitionDoFn(beam.DoFn):
             count_dead_letter(letter.reason)
             yield pvalue.TaggedOutput(DEAD, letter.to_dict())
         return newest
+
+
+def _caught_up(consumer: Consumer, element: KafkaPartition, next_offset: int) -> bool:
+    """Whether the broker confirms there is nothing after ``next_offset`` in the partition.
+
+    A partition is only idle when it is read to its end: while the broker is
+    unreachable, its messages are merely delayed, and the watermark must wait for them.
+    """
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(element.topic, element.partition), timeout=1.0)
+    except KafkaException:
+        return False
+    return next_offset >= high
 
 
 def _original(value: bytes | None, kind: str) -> str:

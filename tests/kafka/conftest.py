@@ -42,6 +42,7 @@ class Broker:
         _script("kafka.sh", "stop", *(["--wipe"] if wipe else []), env=self.env)
 
     def topics(self, prefix: str, partitions: int = 2) -> dict[str, str]:
+        prefix = f"{prefix}-{uuid.uuid4().hex[:8]}"
         names = {kind: f"{prefix}-{kind}" for kind in ("predictions", "labels", "resources", "alerts", "dead_letters")}
         admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
         futures = admin.create_topics([NewTopic(name, partitions, 1) for name in names.values()])
@@ -105,10 +106,19 @@ def kafka_config(base: Path, topics: dict[str, str], windows: dict, **kafka: obj
 
 
 def start_pipeline(config: Path, out: Path, runner_args: list[str], stop_when_idle: float) -> subprocess.Popen:
-    return subprocess.Popen(
+    """Starts ``ampel-monitor run`` on Kafka; its output goes to ``out``/../pipeline.log."""
+    log = open(out.parent / "pipeline.log", "w")  # a pipe nobody reads would fill up and block it
+    process = subprocess.Popen(
         [sys.executable, "-m", "ampel_monitor.cli", "run", "--config", str(config), "--out", str(out),
          "--stop-when-idle", str(stop_when_idle), *runner_args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    process.log_path = out.parent / "pipeline.log"  # type: ignore[attr-defined]
+    return process
+
+
+def output(process: subprocess.Popen) -> str:
+    """The end of what the pipeline printed."""
+    return process.log_path.read_text()[-4000:]  # type: ignore[attr-defined]
 
 
 def lines(path: Path) -> list[dict]:
@@ -123,6 +133,6 @@ def wait_for(condition, timeout: float, what: str, process: subprocess.Popen | N
         if condition():
             return
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"the pipeline ended before {what}:\n{process.stdout.read()[-4000:]}")
+            raise AssertionError(f"the pipeline ended before {what}:\n{output(process)}")
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
