@@ -134,8 +134,9 @@ def run_loadgen(
                 record = {"event_id": event["event_id"], "model_id": event["model_id"], "label": label, "timestamp": due}
                 pending.append((due, encode["labels"](record), event["model_id"]))
         sent["predictions"] += len(events)
-        if tick % _RESOURCE_PERIOD_S == 0:
-            for sample in _resources(rng, begin, min(begin + _RESOURCE_PERIOD_S * 1000, end_ms), incidents):
+        if tick % _RESOURCE_PERIOD_S == 0:  # one sample per host, stamped now
+            for sample in _resources(rng, begin, begin + _RESOURCE_PERIOD_S * 1000, incidents):
+                sample["timestamp"] = begin
                 _produce(producer, topics.resources, encode["resources"](sample), sample["model_id"])
                 sent["resources"] += 1
         now_ms = int(time.time() * 1000) if pace else finish

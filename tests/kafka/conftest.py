@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,8 @@ class Broker:
     def consume_all(topic: str, idle: float = 3.0) -> list:
         consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"check-{uuid.uuid4()}",
                              "auto.offset.reset": "earliest", "enable.auto.commit": False})
-        consumer.subscribe([topic])
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         out, last = [], time.monotonic()
         while time.monotonic() - last < idle:
             message = consumer.poll(0.5)

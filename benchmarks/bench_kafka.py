@@ -1,0 +1,171 @@
+"""Kafka end to end: load generator rate, Kafka -> window metrics on Prism and Flink, latency.
+
+Starts its own broker (scripts/kafka.sh, port 49092, data in a temporary directory).
+
+1. ``loadgen`` as fast as it can (no pacing): predictions/s from one core, Avro and JSON.
+2. The pipeline reading the topics it filled (``--stop-at-end``) on Prism and on Flink
+   ``[local]``: events/s over the whole run (runner start-up included) and from the
+   first window written to the last.
+3. Latency on Prism: a live stream at ``--live-rate`` events/s for 60 s, 10 s tumbling
+   windows; for each window, the time its metrics appeared minus its end.
+
+Usage: python benchmarks/bench_kafka.py [--events 200000] [--live-rate 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+from common import print_table  # noqa: E402
+
+PORT, CONTROLLER = 49092, 49093
+BOOTSTRAP = f"127.0.0.1:{PORT}"
+
+
+def script(name: str, *args: str, env: dict | None = None) -> str:
+    result = subprocess.run(["bash", str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, check=True)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def make_topics(prefix: str) -> dict[str, str]:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    names = {k: f"{prefix}-{k}" for k in ("predictions", "labels", "resources", "alerts", "dead_letters")}
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    for future in admin.create_topics([NewTopic(n, 2, 1) for n in names.values()]).values():
+        future.result(30)
+    return names
+
+
+def write_config(workdir: Path, topics: dict, windows: dict, wire: str) -> Path:
+    import yaml
+
+    from ampel_monitor.demo_data import generate
+
+    scenario = generate(workdir / "demo", seed=1, hours=0.2, rate_per_s=1)  # reference data of the three models
+    config = yaml.safe_load(scenario.files["config"].read_text())
+    for model in config["models"]:
+        model["reference"] = str(workdir / "demo" / model["reference"])
+    config["windows"] = windows
+    config["kafka"] = {"bootstrap": BOOTSTRAP, "topics": topics, "start": "earliest", "format": wire,
+                       "idle_timeout": "2s", "watermark_skew": "2s", "group_id": f"bench-{time.time_ns()}"}
+    config["sinks"] = {"out_dir": str(workdir / "out")}
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def loadgen(topics: dict, events: int, wire: str, pace: bool = False, rate: float = 0) -> dict:
+    from ampel_monitor.config import KafkaTopics
+    from ampel_monitor.loadgen import run_loadgen
+
+    names = KafkaTopics(topics["predictions"], topics["labels"], topics["resources"], topics["alerts"],
+                        topics["dead_letters"])
+    rate = rate or events / 10
+    stats = run_loadgen({"bootstrap.servers": BOOTSTRAP}, rate=rate, duration=events / rate, scenario="mixed",
+                        wire=wire, topics=names, labelled_fraction=0.0, pace=pace, out=open(os.devnull, "w"))
+    return {"events": stats.predictions, "seconds": stats.seconds, "rate": stats.rate}
+
+
+def run_pipeline(config: Path, out: Path, runner: list[str], extra: list[str]) -> dict:
+    started = time.time()
+    result = subprocess.run([sys.executable, "-m", "ampel_monitor.cli", "run", "--config", str(config), "--out",
+                             str(out), *extra, *runner], capture_output=True, text=True, cwd=ROOT)
+    seconds = time.time() - started
+    if result.returncode != 0:
+        raise RuntimeError(result.stdout[-3000:] + result.stderr[-3000:])
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {"seconds": seconds, "windows": len(metrics)}
+
+
+def first_to_last_window(out: Path, started: float) -> float:
+    return (out / "metrics.jsonl").stat().st_mtime - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--live-rate", type=float, default=2000)
+    args = parser.parse_args()
+    prism = ["--runner=PrismRunner", f"--prism_location={script('prism.sh', 'build')}", "--environment_type=LOOPBACK"]
+    flink = ["--runner=FlinkRunner", "--flink_master=[local]",
+             f"--flink_version={script('flink-job-server.sh', 'flink-version')}",
+             f"--flink_job_server_jar={script('flink-job-server.sh', 'fetch')}", "--environment_type=LOOPBACK"]
+    rows = [("step", "events", "seconds", "events/s", "note")]
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        env = {"KAFKA_PORT": str(PORT), "KAFKA_CONTROLLER_PORT": str(CONTROLLER), "KAFKA_DATA": str(workdir / "kafka")}
+        script("kafka.sh", "start", env=env)
+        try:
+            for wire in ("avro", "json"):
+                topics = make_topics(f"bench-{wire}")
+                produced = loadgen(topics, args.events, wire)
+                rows.append((f"loadgen ({wire}, one core)", f"{produced['events']:,}", f"{produced['seconds']:.1f}",
+                             f"{produced['rate']:,.0f}", "no pacing, 20 numeric/categorical features per event"))
+                for name, runner in (("prism", prism), ("flink [local]", flink)):
+                    out = workdir / f"out-{wire}-{name.split()[0]}"
+                    config = write_config(workdir / f"{wire}-{name.split()[0]}", topics,
+                                          {"size": "5m", "slide": "1m", "allowed_lateness": "2m"}, wire)
+                    result = run_pipeline(config, out, runner, ["--stop-at-end"])
+                    rows.append((f"Kafka -> metrics on {name} ({wire})", f"{produced['events']:,}",
+                                 f"{result['seconds']:.1f}", f"{produced['events'] / result['seconds']:,.0f}",
+                                 f"{result['windows']} window results; runner start-up included"))
+            latency = live_latency(workdir, prism, args.live_rate)
+            rows.append(("live on prism: window emitted after its end", f"{latency['events']:,}", "",
+                         f"{args.live_rate:,.0f} offered",
+                         f"p50 {latency['p50']:.1f} s, max {latency['max']:.1f} s over {latency['windows']} windows"))
+        finally:
+            script("kafka.sh", "stop", "--wipe", env=env)
+    print_table(rows)
+
+
+def live_latency(workdir: Path, prism: list[str], rate: float) -> dict:
+    import numpy as np
+
+    topics = make_topics("bench-live")
+    config = write_config(workdir / "live", topics, {"size": "10s", "slide": "10s", "allowed_lateness": "30s"}, "avro")
+    out = workdir / "out-live"
+    out.mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "ampel_monitor.cli", "run", "--config", str(config), "--out",
+                                str(out), "--stop-when-idle", "15", *prism], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=ROOT)
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            path = out / "metrics.jsonl"
+            if path.is_file():
+                now = time.time()
+                for line in path.read_text().splitlines():
+                    seen.setdefault(json.loads(line)["window_end"], now)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(10)
+    produced = loadgen(topics, int(rate * 60), "avro", pace=True, rate=rate)
+    process.wait(timeout=300)
+    time.sleep(1)
+    stop.set()
+    delays = [t - datetime.fromisoformat(end).timestamp() for end, t in seen.items()]
+    return {"events": produced["events"], "p50": float(np.median(delays)), "max": max(delays), "windows": len(delays)}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The load generator against the real broker: what it says it sent is on the topics, decodable."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from ampel_monitor.config import KafkaTopics
+from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources
+from ampel_monitor.loadgen import run_loadgen
+from ampel_monitor.wire import WireFormat
+from tests.kafka.conftest import BOOTSTRAP
+
+pytestmark = pytest.mark.it
+
+
+@pytest.mark.parametrize("wire, confluent", [("avro", True), ("json", False)])
+def test_loadgen_sends_what_it_reports(broker, wire, confluent):
+    names = broker.topics(f"loadgen-{wire}")
+    topics = KafkaTopics(names["predictions"], names["labels"], names["resources"], names["alerts"], names["dead_letters"])
+    stats = run_loadgen({"bootstrap.servers": BOOTSTRAP}, rate=400, duration=4, scenario="mixed", wire=wire,
+                        confluent=confluent, topics=topics, label_delay=1.0, labelled_fraction=0.5, seed=3)
+    assert stats.predictions == 1600
+
+    predictions = broker.consume_all(names["predictions"])
+    labels = broker.consume_all(names["labels"])
+    resources = broker.consume_all(names["resources"])
+    assert len(predictions) == stats.predictions
+    assert len(labels) == stats.labels and 0.4 < stats.labels / stats.predictions < 0.6
+    assert len(resources) == stats.resources == 6  # 3 models x 2 hosts, one sample per 15 s
+
+    formats = {kind: WireFormat(wire, schema, confluent, schema_id) for kind, schema, schema_id in
+               (("predictions", "PredictionEvent", 1), ("labels", "LabelEvent", 2), ("resources", "ResourceSample", 3))}
+    if confluent:
+        assert {m.value()[:5] for m in predictions} == {b"\x00\x00\x00\x00\x01"}
+    events = [formats["predictions"].decode(m.value()) for m in predictions]
+    assert all(m.key().decode() == e["model_id"] for m, e in zip(predictions, events))
+    assert Counter(e["model_id"] for e in events) == {"credit-risk": 640, "fraud-detector": 560, "demand-forecast": 400}
+    decoded_labels = [formats["labels"].decode(m.value()) for m in labels]
+    by_id = {e["event_id"]: e for e in events}
+    for label in decoded_labels:
+        assert label["timestamp"] == by_id[label["event_id"]]["timestamp"] + 1000
+    schemas = {m: ModelSchema(tuple(k for k, v in by_id[next(i for i, e in by_id.items() if e["model_id"] == m)]
+                                    ["features"].items() if not isinstance(v, str)), (), m == "demand-forecast")
+               for m in ("credit-risk", "fraud-detector", "demand-forecast")}
+    batches, dead = EventDecoder(schemas, 60_000).decode_records([(str(i), e, None) for i, e in enumerate(events)])
+    assert [d for d in dead if d.reason != "bad_type"] == []
+    samples, dead = decode_resources([(str(i), formats["resources"].decode(m.value()), None)
+                                      for i, m in enumerate(resources)], list(schemas), 60_000)
+    assert dead == [] and sum(len(b) for b in samples) == 6
+    if wire == "json":
+        assert json.loads(predictions[0].value())["model_id"] in schemas
