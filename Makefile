@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean up down
+
+include scripts/infra.mk
+include scripts/observability.mk
 
 $(STAMP): setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +26,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ddsketch.py
 	$(BIN)/python benchmarks/bench_drift.py
+	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_kafka.py
+
+# the local streaming stack: a Kafka broker on 127.0.0.1:19092 and the Prism runner
+up: $(STAMP) kafka-up prism
+
+down: kafka-down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
