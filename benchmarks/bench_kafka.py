@@ -39,7 +39,7 @@ BOOTSTRAP = f"127.0.0.1:{PORT}"
 def script(name: str, *args: str, env: dict | None = None) -> str:
     result = subprocess.run(["bash", str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
                             env={**os.environ, **(env or {})}, check=True)
-    return result.stdout.strip().splitlines()[-1]
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
 
 def make_topics(prefix: str) -> dict[str, str]:

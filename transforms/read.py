@@ -94,7 +94,23 @@ class _ReadResourcesDoFn(beam.DoFn):
                 yield pvalue.TaggedOutput(DEAD, letter.to_dict())
 
 
-class ReadEventFiles(beam.PTransform):
+class _ReadFiles(beam.PTransform):
+    def __init__(self, paths: list[str], dofn: beam.DoFn, what: str) -> None:
+        super().__init__()
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise ValueError(f"{what} file not found: {missing[0]!r}")
+        self._paths, self._dofn = list(paths), dofn
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> pvalue.DoOutputsTuple:
+        return (
+            pbegin
+            | "Files" >> beam.Create(self._paths)
+            | "Decode" >> beam.ParDo(self._dofn).with_outputs(DEAD, main="batches")
+        )
+
+
+class ReadEventFiles(_ReadFiles):
     """Reads prediction events from JSON-lines or Avro files into keyed, timestamped batches.
 
     Args:
@@ -106,40 +122,17 @@ class ReadEventFiles(beam.PTransform):
     Returns (on application):
         A ``DoOutputsTuple`` with the main output of ``(model, EventBatch)`` and the
         ``dead`` output of dead-letter dicts.
+
+    Raises:
+        ValueError: if an input file does not exist.
     """
 
     def __init__(self, paths: list[str], schemas: Mapping[str, ModelSchema], slide_ms: int, chunk_size: int = 20_000):
-        super().__init__()
-        missing = [p for p in paths if not Path(p).is_file()]
-        if missing:
-            raise ValueError(f"input file not found: {missing[0]!r}")
-        self._paths, self._schemas, self._slide_ms, self._chunk_size = list(paths), schemas, slide_ms, chunk_size
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> pvalue.DoOutputsTuple:
-        return (
-            pbegin
-            | "Files" >> beam.Create(self._paths)
-            | "Decode" >> beam.ParDo(_ReadEventsDoFn(self._schemas, self._slide_ms, self._chunk_size)).with_outputs(
-                DEAD, main="batches"
-            )
-        )
+        super().__init__(paths, _ReadEventsDoFn(schemas, slide_ms, chunk_size), "input")
 
 
-class ReadResourceFiles(beam.PTransform):
+class ReadResourceFiles(_ReadFiles):
     """Reads resource samples from JSON-lines or Avro files into keyed, timestamped batches."""
 
     def __init__(self, paths: list[str], models: tuple[str, ...], slide_ms: int, chunk_size: int = 20_000):
-        super().__init__()
-        missing = [p for p in paths if not Path(p).is_file()]
-        if missing:
-            raise ValueError(f"resource file not found: {missing[0]!r}")
-        self._paths, self._models, self._slide_ms, self._chunk_size = list(paths), models, slide_ms, chunk_size
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> pvalue.DoOutputsTuple:
-        return (
-            pbegin
-            | "Files" >> beam.Create(self._paths)
-            | "Decode" >> beam.ParDo(_ReadResourcesDoFn(self._models, self._slide_ms, self._chunk_size)).with_outputs(
-                DEAD, main="batches"
-            )
-        )
+        super().__init__(paths, _ReadResourcesDoFn(models, slide_ms, chunk_size), "resource")
