@@ -110,7 +110,8 @@ def test_live_stream_windows_are_progressive_and_survive_a_broker_restart(tmp_pa
     write_setup(tmp_path, [], {})
     config = kafka_config(tmp_path, topics, {"size": "10s", "slide": "10s", "allowed_lateness": "2m"})
     out = tmp_path / "out"
-    process = start_pipeline(config, out, prism_args, stop_when_idle=20)
+    # idle long enough to outlast the outage and the producers' reconnection after it
+    process = start_pipeline(config, out, prism_args, stop_when_idle=60)
     produced: list[dict] = []
     done = threading.Event()
 
