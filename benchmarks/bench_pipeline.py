@@ -8,7 +8,10 @@ own (peak RSS is its own):
 * decode-only: the same file read with fastavro and decoded into the same columnar
   batches (``EventDecoder``), no Beam.
 
-Usage: python benchmarks/bench_pipeline.py [--events 1000000] [--workdir DIR]
+With ``--memory N``, also the pipeline over N events in the same hour of event time
+(the same windows): state is O(bins), so peak RSS should not grow with N.
+
+Usage: python benchmarks/bench_pipeline.py [--events 1000000] [--workdir DIR] [--memory 10000000]
 """
 
 from __future__ import annotations
@@ -123,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workdir", type=Path, help="keep the data here (default: a temporary directory)")
+    parser.add_argument("--memory", type=int, metavar="N", help="also run the pipeline over N events")
     parser.add_argument("--measure", choices=("pipeline", "decode"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -138,6 +142,12 @@ def main() -> None:
             print(f"wrote {args.events:,} events in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         results = [run_json([sys.executable, __file__, "--measure", kind, "--workdir", str(workdir)])
                    for kind in ("decode", "pipeline")]
+        if args.memory:
+            big = workdir / f"events-{args.memory}"
+            big.mkdir(exist_ok=True)
+            if not (big / "events.avro").is_file():
+                make_data(big, args.memory)
+            results.append(run_json([sys.executable, __file__, "--measure", "pipeline", "--workdir", str(big)]))
     decode_rate = results[0]["events_per_s"]
     rows = [("run", "events", "seconds", "events/s", "share of decode-only", "peak RSS MiB")]
     for r in results:
