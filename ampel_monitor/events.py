@@ -186,6 +186,15 @@ def _number(record: Mapping[str, Any], name: str) -> float:
     return float(value)
 
 
+def _timestamp(record: Mapping[str, Any]) -> int:
+    if record.get("timestamp") is None:
+        raise _Reject("missing_field", "timestamp is missing")
+    try:
+        return parse_timestamp(record["timestamp"])
+    except ValueError as exc:
+        raise _Reject("bad_timestamp", str(exc)) from None
+
+
 def _text(record: Mapping[str, Any], name: str) -> str:
     value = record.get(name)
     if value is None:
@@ -294,12 +303,7 @@ class EventDecoder:
             raise _Reject("unknown_model", f"model {model!r} is not configured")
         version = _text(record, "model_version")
         event_id = _text(record, "event_id")
-        if record.get("timestamp") is None:
-            raise _Reject("missing_field", "timestamp is missing")
-        try:
-            ts = parse_timestamp(record["timestamp"])
-        except ValueError as exc:
-            raise _Reject("bad_timestamp", str(exc)) from None
+        ts = _timestamp(record)
         latency = _number(record, "latency_ms")
         if latency < 0:
             raise _Reject("negative_latency", f"latency_ms is {latency!r}")
@@ -414,12 +418,7 @@ def decode_resources(
             if model not in known:
                 raise _Reject("unknown_model", f"model {model!r} is not configured")
             _text(record, "host")
-            if record.get("timestamp") is None:
-                raise _Reject("missing_field", "timestamp is missing")
-            try:
-                ts = parse_timestamp(record["timestamp"])
-            except ValueError as exc:
-                raise _Reject("bad_timestamp", str(exc)) from None
+            ts = _timestamp(record)
             gpu = math.nan if record.get("gpu") is None else _ratio(record, "gpu")
             sample = (_ratio(record, "cpu"), _ratio(record, "memory"), gpu)
         except _Reject as exc:
