@@ -26,11 +26,21 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import fastavro
 import numpy as np
 
 from drift.profile import CategoricalProfile, ReferenceProfile
 
-__all__ = ["DeadLetter", "EventBatch", "EventDecoder", "ModelSchema", "ResourceBatch", "decode_resources", "parse_timestamp"]
+__all__ = [
+    "DeadLetter",
+    "EventBatch",
+    "EventDecoder",
+    "ModelSchema",
+    "ResourceBatch",
+    "decode_resources",
+    "iter_records",
+    "parse_timestamp",
+]
 
 _NUMBER = (int, float)
 _ERROR = {"ok": False, "error": True}
@@ -142,6 +152,27 @@ class ModelSchema:
         return cls(numeric, categorical, numeric_prediction)
 
 
+def iter_records(path: str) -> Iterator[tuple[str, Any, Any]]:
+    """Yields ``(source, record, original)`` of a JSON-lines or Avro container file.
+
+    A line that is not JSON yields a ``DeadLetter`` (reason ``malformed``) as its record.
+    """
+    if path.endswith(".avro"):
+        with open(path, "rb") as handle:
+            for i, record in enumerate(fastavro.reader(handle)):
+                yield f"{path}#{i}", record, None
+        return
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            source = f"{path}:{number}"
+            try:
+                yield source, json.loads(line), line
+            except ValueError as exc:
+                yield source, DeadLetter("malformed", f"invalid JSON: {exc}", source, line.rstrip("\n")), line
+
+
 def parse_timestamp(value: Any) -> int:
     """Epoch milliseconds from epoch milliseconds or an RFC 3339 string with an offset.
 
@@ -222,32 +253,20 @@ class EventDecoder:
         self.slide_ms = int(slide_ms)
         self.unknown_features: Counter[str] = Counter()
 
-    def decode_json_lines(self, lines: Iterable[tuple[str, str]]) -> tuple[list[EventBatch], list[DeadLetter]]:
-        """Decodes ``(source, line)`` pairs of JSON text."""
-        dead: list[DeadLetter] = []
-
-        def records() -> Iterator[tuple[str, Any, str]]:
-            for source, line in lines:
-                if not line.strip():
-                    continue
-                try:
-                    yield source, json.loads(line), line
-                except ValueError as exc:
-                    dead.append(DeadLetter("malformed", f"invalid JSON: {exc}", source, line.rstrip("\n")))
-
-        batches, rejected = self.decode_records(records())
-        return batches, dead + rejected
-
     def decode_records(self, records: Iterable[tuple[str, Any, Any]]) -> tuple[list[EventBatch], list[DeadLetter]]:
         """Validates ``(source, record, original)`` triples and groups the valid ones.
 
         ``original`` is what a dead letter shows of the record: its text, or None to
-        show the record as JSON.
+        show the record as JSON. A ``DeadLetter`` in place of a record (a line that
+        did not parse) is passed through to the dead letters.
         """
         groups: dict[tuple[str, str, int], list[tuple]] = {}
         dead: list[DeadLetter] = []
         slide = self.slide_ms
         for source, record, original in records:
+            if isinstance(record, DeadLetter):
+                dead.append(record)
+                continue
             try:
                 row = self._row(record)
             except _Reject as exc:
@@ -411,6 +430,9 @@ def decode_resources(
     groups: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     dead: list[DeadLetter] = []
     for source, record, original in records:
+        if isinstance(record, DeadLetter):
+            dead.append(record)
+            continue
         try:
             if not isinstance(record, dict):
                 raise _Reject("malformed", f"expected an object, got {type(record).__name__}")

@@ -12,7 +12,7 @@ import pytest
 
 from ampel_monitor.config import load_config
 from ampel_monitor.demo_data import MODELS, TRAFFIC_SHARE, generate
-from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources
+from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources, iter_records
 from ampel_monitor.io import read_columns
 from drift.profile import ReferenceProfile
 from drift.psi import psi
@@ -63,8 +63,7 @@ def profiles(scenario):
 def decoded(scenario, profiles):
     schemas = {name: ModelSchema.from_profile(profile, task) for name, (profile, task) in profiles.items()}
     decoder = EventDecoder(schemas, slide_ms=MINUTE)
-    with scenario.files["events"].open(encoding="utf-8") as handle:
-        batches, dead = decoder.decode_json_lines((f"events.jsonl:{i + 1}", line) for i, line in enumerate(handle))
+    batches, dead = decoder.decode_records(iter_records(str(scenario.files["events"])))
     return batches, dead, decoder
 
 

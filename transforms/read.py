@@ -9,55 +9,27 @@ records go to the ``dead`` output as ``DeadLetter`` dicts.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-import fastavro
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
-from ampel_monitor.events import DeadLetter, EventDecoder, ModelSchema, decode_resources
+from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources, iter_records
 from transforms.counters import count_dead_letter, count_events
 
-__all__ = ["DEAD", "ReadEventFiles", "ReadResourceFiles", "iter_records"]
+__all__ = ["DEAD", "ReadEventFiles", "ReadResourceFiles"]
 
 #: The tag of the dead-letter output.
 DEAD = "dead"
-
-
-def iter_records(path: str) -> Iterator[tuple[str, Any, Any]]:
-    """Yields ``(source, record, original)`` of a JSON-lines or Avro container file.
-
-    Lines that are not JSON yield a ``DeadLetter`` as their record.
-    """
-    if path.endswith(".avro"):
-        with open(path, "rb") as handle:
-            for i, record in enumerate(fastavro.reader(handle)):
-                yield f"{path}#{i}", record, None
-        return
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            source = f"{path}:{number}"
-            try:
-                yield source, json.loads(line), line
-            except ValueError as exc:
-                yield source, DeadLetter("malformed", f"invalid JSON: {exc}", source, line.rstrip("\n")), line
 
 
 def _chunks(path: str, size: int) -> Iterator[list[tuple[str, Any, Any]]]:
     records = iter_records(path)
     while chunk := list(itertools.islice(records, size)):
         yield chunk
-
-
-def _split(chunk: list[tuple[str, Any, Any]]) -> tuple[list[tuple[str, Any, Any]], list[DeadLetter]]:
-    good = [item for item in chunk if not isinstance(item[1], DeadLetter)]
-    return good, [item[1] for item in chunk if isinstance(item[1], DeadLetter)]
 
 
 class _ReadEventsDoFn(beam.DoFn):
@@ -69,12 +41,11 @@ class _ReadEventsDoFn(beam.DoFn):
 
     def process(self, path: str) -> Iterator[Any]:
         for chunk in _chunks(path, self._chunk_size):
-            good, dead = _split(chunk)
-            batches, rejected = self._decoder.decode_records(good)
+            batches, dead = self._decoder.decode_records(chunk)
             for batch in batches:
                 count_events(batch.model, len(batch))
                 yield TimestampedValue((batch.model, batch), batch.slice_start_ms / 1000)
-            for letter in dead + rejected:
+            for letter in dead:
                 count_dead_letter(letter.reason)
                 yield pvalue.TaggedOutput(DEAD, letter.to_dict())
 
@@ -85,11 +56,10 @@ class _ReadResourcesDoFn(beam.DoFn):
 
     def process(self, path: str) -> Iterator[Any]:
         for chunk in _chunks(path, self._chunk_size):
-            good, dead = _split(chunk)
-            batches, rejected = decode_resources(good, self._models, self._slide_ms)
+            batches, dead = decode_resources(chunk, self._models, self._slide_ms)
             for batch in batches:
                 yield TimestampedValue((batch.model, batch), batch.slice_start_ms / 1000)
-            for letter in dead + rejected:
+            for letter in dead:
                 count_dead_letter(letter.reason)
                 yield pvalue.TaggedOutput(DEAD, letter.to_dict())
 
