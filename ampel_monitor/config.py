@@ -17,6 +17,9 @@ Example::
       min_count: 300
     sinks:
       out_dir: out
+      prometheus: {url: "http://127.0.0.1:19090/api/v1/write"}
+      alertmanager: {url: "http://127.0.0.1:19094"}
+      elasticsearch: {hosts: ["http://127.0.0.1:19200"], decision_log: {sample: 0.1}}
 """
 
 from __future__ import annotations
@@ -34,11 +37,16 @@ from drift.report import DriftPolicy
 
 __all__ = [
     "AlertRule",
+    "AlertmanagerSink",
     "Config",
+    "DecisionLog",
+    "ElasticsearchSink",
     "KafkaConfig",
     "KafkaTopics",
     "DEFAULT_RULES",
     "ModelConfig",
+    "PrometheusSink",
+    "RetryPolicy",
     "SinksConfig",
     "WindowConfig",
     "load_config",
@@ -139,6 +147,90 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """How a sink retries transient failures: exponential backoff with jitter, then gives up.
+
+    What is still undelivered after ``deadline`` seconds goes to the dead-letter
+    path (reason ``<sink>_unavailable``), so a long outage never blocks the job forever
+    and never loses a result silently.
+    """
+
+    #: First wait, seconds; doubled after each failure.
+    initial_backoff: float = 0.5
+    #: Longest wait between two tries, seconds.
+    max_backoff: float = 10.0
+    #: Give up after this long, seconds.
+    deadline: float = 600.0
+    #: Timeout of one request, seconds.
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class PrometheusSink:
+    """Window metrics to Prometheus by remote write, each sample at its window end."""
+
+    #: The remote-write endpoint, e.g. ``http://127.0.0.1:19090/api/v1/write``.
+    url: str
+    #: Most time series per request.
+    batch_size: int = 2000
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Basic-auth user; the password comes from the environment variable ``password_env``.
+    username: str | None = None
+    password_env: str | None = None
+    #: A bearer token, from this environment variable.
+    bearer_token_env: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertmanagerSink:
+    """Alerts posted to Alertmanager's v2 API."""
+
+    #: Alertmanager's base URL, e.g. ``http://127.0.0.1:19094``.
+    url: str
+    #: A firing alert the pipeline has not resolved expires after this long, seconds
+    #: (so a stopped pipeline never leaves an alert firing forever).
+    firing_timeout: float = 3600.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Labels added to every alert (e.g. ``{env: prod}``).
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DecisionLog:
+    """One document per prediction, for audit."""
+
+    enabled: bool = False
+    #: The share of predictions logged, chosen by a hash of the event id (so a replay
+    #: logs the same ones).
+    sample: float = 1.0
+
+
+@dataclass(frozen=True)
+class ElasticsearchSink:
+    """Window metrics, alerts, the decision log and dead letters to Elasticsearch or OpenSearch."""
+
+    #: Node URLs.
+    hosts: tuple[str, ...]
+    #: "elasticsearch" or "opensearch" (the official clients of each).
+    flavor: str = "elasticsearch"
+    #: Indices are ``<prefix>-<kind>-YYYY.MM.DD`` with the alias ``<prefix>-<kind>``.
+    index_prefix: str = "ampel"
+    #: Documents per ``_bulk`` request.
+    batch_size: int = 1000
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Install the index templates of ``deploy/elasticsearch`` at start-up.
+    install_templates: bool = True
+    decision_log: DecisionLog = field(default_factory=DecisionLog)
+    #: Basic-auth user; the password comes from the environment variable ``password_env``.
+    username: str | None = None
+    password_env: str | None = None
+    #: An API key (``id:key`` or its base64), from this environment variable.
+    api_key_env: str | None = None
+    #: CA bundle for TLS.
+    ca_certs: str | None = None
+
+
+@dataclass(frozen=True)
 class SinksConfig:
     """Where results go."""
 
@@ -146,6 +238,9 @@ class SinksConfig:
     out_dir: str | None = "out"
     #: Port of the pipeline's own Prometheus /metrics endpoint (127.0.0.1); None for none.
     metrics_port: int | None = None
+    prometheus: PrometheusSink | None = None
+    alertmanager: AlertmanagerSink | None = None
+    elasticsearch: ElasticsearchSink | None = None
 
 
 @dataclass(frozen=True)
@@ -347,6 +442,118 @@ def _drift(value: Any) -> DriftPolicy:
         raise ValueError(f"drift.{exc}") from None
 
 
+def _secret_env(name: Any, where: str) -> str:
+    name = _string(name, where)
+    if name not in os.environ:
+        raise ValueError(f"{where}: environment variable {name!r} is not set")
+    return name
+
+
+def _retry(value: Any, where: str) -> RetryPolicy:
+    data = _mapping(value, where)
+    _check_keys(data, {f.name for f in fields(RetryPolicy)}, where)
+    kwargs = {k: parse_duration(v, f"{where}.{k}") for k, v in data.items()}
+    for key, seconds in kwargs.items():
+        if seconds <= 0:
+            raise ValueError(f"{where}.{key}: must be positive")
+    return RetryPolicy(**kwargs)
+
+
+def _url(value: Any, where: str) -> str:
+    url = _string(value, where)
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(f"{where}: expected an http:// or https:// URL, got {url!r}")
+    return url.rstrip("/")
+
+
+def _sink_common(data: Mapping[str, Any], where: str, kwargs: dict[str, Any]) -> None:
+    """Fields every HTTP sink shares: retry, credentials from the environment."""
+    if "retry" in data:
+        kwargs["retry"] = _retry(data["retry"], f"{where}.retry")
+    if "batch_size" in data:
+        kwargs["batch_size"] = int(_number(data["batch_size"], f"{where}.batch_size", 1))
+    for key in ("username", "ca_certs"):
+        if key in data:
+            kwargs[key] = _string(data[key], f"{where}.{key}")
+    for key in ("password_env", "bearer_token_env", "api_key_env"):
+        if key in data:
+            kwargs[key] = _secret_env(data[key], f"{where}.{key}")
+    if "password_env" in kwargs and "username" not in kwargs:
+        raise ValueError(f"{where}.username: required with {where}.password_env")
+
+
+def _prometheus(value: Any) -> PrometheusSink | None:
+    if value is None:
+        return None
+    where = "sinks.prometheus"
+    data = _mapping(value, where)
+    _check_keys(data, {f.name for f in fields(PrometheusSink)}, where)
+    if "url" not in data:
+        raise ValueError(f"{where}.url: missing")
+    kwargs: dict[str, Any] = {"url": _url(data["url"], f"{where}.url")}
+    _sink_common(data, where, kwargs)
+    return PrometheusSink(**kwargs)
+
+
+def _alertmanager(value: Any) -> AlertmanagerSink | None:
+    if value is None:
+        return None
+    where = "sinks.alertmanager"
+    data = _mapping(value, where)
+    _check_keys(data, {f.name for f in fields(AlertmanagerSink)}, where)
+    if "url" not in data:
+        raise ValueError(f"{where}.url: missing")
+    kwargs: dict[str, Any] = {"url": _url(data["url"], f"{where}.url")}
+    _sink_common(data, where, kwargs)
+    if "firing_timeout" in data:
+        kwargs["firing_timeout"] = parse_duration(data["firing_timeout"], f"{where}.firing_timeout")
+    if "labels" in data:
+        labels = _mapping(data["labels"], f"{where}.labels")
+        for name in labels:
+            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", str(name)):
+                raise ValueError(f"{where}.labels.{name}: not a valid label name")
+        kwargs["labels"] = {str(k): _string(v, f"{where}.labels.{k}") for k, v in labels.items()}
+    return AlertmanagerSink(**kwargs)
+
+
+def _elasticsearch(value: Any) -> ElasticsearchSink | None:
+    if value is None:
+        return None
+    where = "sinks.elasticsearch"
+    data = _mapping(value, where)
+    _check_keys(data, {f.name for f in fields(ElasticsearchSink)}, where)
+    if "hosts" not in data:
+        raise ValueError(f"{where}.hosts: missing")
+    hosts = data["hosts"]
+    hosts = [hosts] if isinstance(hosts, str) else hosts
+    if not isinstance(hosts, list) or not hosts:
+        raise ValueError(f"{where}.hosts: expected a URL or a non-empty list of URLs")
+    kwargs: dict[str, Any] = {"hosts": tuple(_url(h, f"{where}.hosts[{i}]") for i, h in enumerate(hosts))}
+    _sink_common(data, where, kwargs)
+    if "flavor" in data:
+        if data["flavor"] not in ("elasticsearch", "opensearch"):
+            raise ValueError(f"{where}.flavor: expected 'elasticsearch' or 'opensearch', got {data['flavor']!r}")
+        kwargs["flavor"] = data["flavor"]
+    if "index_prefix" in data:
+        prefix = _string(data["index_prefix"], f"{where}.index_prefix")
+        if not re.match(r"^[a-z0-9][a-z0-9_.-]*$", prefix):
+            raise ValueError(f"{where}.index_prefix: lower-case letters, digits, '_', '-', '.' only, got {prefix!r}")
+        kwargs["index_prefix"] = prefix
+    if "install_templates" in data:
+        if not isinstance(data["install_templates"], bool):
+            raise ValueError(f"{where}.install_templates: expected true or false")
+        kwargs["install_templates"] = data["install_templates"]
+    if "decision_log" in data:
+        log = _mapping(data["decision_log"], f"{where}.decision_log")
+        _check_keys(log, {"enabled", "sample"}, f"{where}.decision_log")
+        enabled = log.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ValueError(f"{where}.decision_log.enabled: expected true or false")
+        sample = _number(log.get("sample", 1.0), f"{where}.decision_log.sample", 0, 1)
+        kwargs["decision_log"] = DecisionLog(enabled, sample)
+    return ElasticsearchSink(**kwargs)
+
+
 def _sinks(value: Any) -> SinksConfig:
     data = _mapping(value, "sinks")
     _check_keys(data, {f.name for f in fields(SinksConfig)}, "sinks")
@@ -354,7 +561,13 @@ def _sinks(value: Any) -> SinksConfig:
     port = data.get("metrics_port")
     if port is not None:
         port = int(_number(port, "sinks.metrics_port", 0, 65535))
-    return SinksConfig(None if out_dir is None else _string(out_dir, "sinks.out_dir"), port)
+    return SinksConfig(
+        None if out_dir is None else _string(out_dir, "sinks.out_dir"),
+        port,
+        prometheus=_prometheus(data.get("prometheus")),
+        alertmanager=_alertmanager(data.get("alertmanager")),
+        elasticsearch=_elasticsearch(data.get("elasticsearch")),
+    )
 
 
 def _kafka(value: Any) -> KafkaConfig | None:

@@ -12,7 +12,7 @@ Commands:
   start         start a single node on 127.0.0.1:$ES_PORT in the background (fetches first;
                 no-op if running)
   wait          wait for _cluster/health?wait_for_status=yellow (timeout $ES_WAIT_TIMEOUT, 120 s)
-  stop [--wipe] SIGTERM, SIGKILL after 20 s; --wipe also deletes $AMPEL_CACHE/es-data
+  stop [--wipe] SIGTERM, SIGKILL after 20 s; --wipe also deletes $ES_DATA
   status        show whether the node is running and its health
 
 Environment:
@@ -21,6 +21,8 @@ Environment:
   ES_VERSION      distribution version (default 8.19.21 for elasticsearch, 2.19.6 for opensearch)
   ES_PORT         HTTP port on 127.0.0.1 (default 19200)
   ES_TRANSPORT_PORT  transport port on 127.0.0.1 (default 19300)
+  ES_DATA         the node's data, logs and config (default $AMPEL_CACHE/es-data); the
+                  node's user must be able to reach it
   ES_HEAP         JVM heap for -Xms/-Xmx (default 512m)
   ES_JAVA_HOME    JDK to run it (default: the system JDK 17; the newest JDK under
                   /usr/lib/jvm when the version needs a newer one)
@@ -56,7 +58,7 @@ ES_USER="${ES_USER:-ampel}"
 ES_WAIT_TIMEOUT="${ES_WAIT_TIMEOUT:-120}"
 DIST_DIR="$AMPEL_CACHE/$ES_DIST-$ES_VERSION"
 DL_DIR="$AMPEL_CACHE/downloads"
-ES_DATA="$AMPEL_CACHE/es-data"
+ES_DATA="${ES_DATA:-$AMPEL_CACHE/es-data}"
 PIDFILE="$ES_DATA/node.pid"          # written by the node itself (-p)
 LAUNCHER_PIDFILE="$ES_DATA/launcher.pid"
 CONSOLE_LOG="$ES_DATA/console.log"

@@ -22,6 +22,8 @@ Environment:
   PROM_PORT     Prometheus listen port on 127.0.0.1 (default 19090)
   AM_PORT       Alertmanager listen port on 127.0.0.1 (default 19094; 19093 is left
                 to a Kafka controller). deploy/prometheus/prometheus.yml names 19094.
+  PROM_DATA     Prometheus data dir (default $AMPEL_CACHE/prometheus-data)
+  AM_DATA       Alertmanager data dir (default $AMPEL_CACHE/alertmanager-data)
 EOF
 }
 
@@ -34,8 +36,8 @@ AM_PORT="${AM_PORT:-19094}"
 OBS_WAIT_TIMEOUT="${OBS_WAIT_TIMEOUT:-60}"
 PROM_CONFIG="$ROOT/deploy/prometheus/prometheus.yml"
 AM_CONFIG="$ROOT/deploy/alertmanager/alertmanager.yml"
-PROM_DATA="$AMPEL_CACHE/prometheus-data"
-AM_DATA="$AMPEL_CACHE/alertmanager-data"
+PROM_DATA="${PROM_DATA:-$AMPEL_CACHE/prometheus-data}"
+AM_DATA="${AM_DATA:-$AMPEL_CACHE/alertmanager-data}"
 
 log() { echo "[observability] $*" >&2; }
 
