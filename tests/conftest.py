@@ -1,4 +1,5 @@
-"""Real Prometheus, Alertmanager and Elasticsearch, and the receivers Alertmanager notifies."""
+"""Session fixtures of the real services every test folder may use: Prometheus, Alertmanager,
+Elasticsearch, and the receivers Alertmanager notifies."""
 
 from __future__ import annotations
 
