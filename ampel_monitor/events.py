@@ -89,10 +89,10 @@ class EventBatch:
     def __len__(self) -> int:
         return int(self.timestamps.size)
 
-    def records(self) -> list[dict[str, Any]]:
-        """The events as PredictionEvent-like dicts (profiled features only)."""
+    def records(self, indices: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        """The events (or those at ``indices``) as PredictionEvent-like dicts (profiled features only)."""
         out = []
-        for i in range(len(self)):
+        for i in range(len(self)) if indices is None else indices:
             prediction = self.prediction[i]
             out.append(
                 {

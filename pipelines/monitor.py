@@ -3,11 +3,15 @@
 ::
 
     ReadEvents ─┐
-    ReadResources ┴─ Flatten ─ WindowMetrics ─┬─ metrics ─ WriteMetrics
-                                              │          └ EvaluateAlerts ─ WriteAlerts
-                  dead letters (all steps) ───┴─ WriteDeadLetters
+    ReadResources ┴─ Flatten ─┬─ WindowMetrics ─┬─ metrics ─┬─ WriteMetrics, ToPrometheus, ToElasticsearch
+                              │                 │           └ EvaluateAlerts ─ WriteAlerts, ToAlertmanager,
+                              │                 │                              ToElasticsearch, Kafka
+                              └─ DecisionLog ───┼──────────── ToElasticsearch (sampled, when on)
+                  dead letters (all steps) ─────┴─ WriteDeadLetters, ToElasticsearch, Kafka
 
-With files as input it is a bounded replay, run on the embedded local runner.
+With files as input it is a bounded replay, run on the embedded local runner. Every
+sink's undeliverable records join the dead letters (the Elasticsearch sink's own
+go to the file and Kafka only).
 """
 
 from __future__ import annotations
@@ -24,12 +28,19 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from ampel_monitor.config import Config
 from ampel_monitor.events import ModelSchema
 from ampel_monitor.io import read_columns
+from ampel_monitor.series import window_label
 from ampel_monitor.window import ModelSpec
 from drift.profile import ReferenceProfile
 from transforms.alerts import EvaluateAlerts
 from transforms.kafka import ReadFromKafka, WriteToKafka
 from transforms.read import DEAD, ReadEventFiles, ReadResourceFiles
-from transforms.sinks import WriteJsonLines
+from transforms.sinks import (
+    PostToAlertmanager,
+    WriteJsonLines,
+    WriteToElasticsearch,
+    WriteToPrometheus,
+    decision_records,
+)
 from transforms.windows import WindowMetrics
 
 __all__ = ["OUTPUT_FILES", "KafkaSource", "RunSummary", "build", "load_specs", "run"]
@@ -122,18 +133,26 @@ def build(
         streams.append(samples.batches)
         dead.append(samples[DEAD])
     streaming = pipeline.options.view_as(StandardOptions).streaming
-    windowed = (
-        streams
-        | "AllBatches" >> beam.Flatten()
-        | "WindowMetrics" >> WindowMetrics(specs, config.windows, streaming)
+    batches = streams | "AllBatches" >> beam.Flatten()
+    windowed = batches | "WindowMetrics" >> WindowMetrics(specs, config.windows, streaming)
+    metrics = windowed["metrics"] | "Unkey" >> beam.Values()
+    alerts = windowed["metrics"] | "Alerts" >> EvaluateAlerts(
+        config.rules, config.min_alert_events, config.drift.min_count, streaming
     )
-    outputs = {
-        "metrics": windowed["metrics"] | "Unkey" >> beam.Values(),
-        "alerts": windowed["metrics"] | "Alerts" >> EvaluateAlerts(
-            config.rules, config.min_alert_events, config.drift.min_count, streaming
-        ),
-        "dead_letters": [*dead, windowed[DEAD]] | "AllDeadLetters" >> beam.Flatten(),
-    }
+    dead = [*dead, windowed[DEAD]]
+    sinks = config.sinks
+    if sinks.prometheus is not None:
+        dead.append(metrics | "ToPrometheus" >> WriteToPrometheus(sinks.prometheus, window_label(config.windows.size)))
+    if sinks.alertmanager is not None:
+        dead.append(alerts | "ToAlertmanager" >> PostToAlertmanager(sinks.alertmanager))
+    if sinks.elasticsearch is not None:
+        documents = {"metrics": metrics, "alerts": alerts,
+                     "dead_letters": dead | "DeadLettersToIndex" >> beam.Flatten()}
+        if sinks.elasticsearch.decision_log.enabled:
+            share = sinks.elasticsearch.decision_log.sample
+            documents["decisions"] = batches | "DecisionLog" >> beam.FlatMap(decision_records, share)
+        dead.append(documents | "ToElasticsearch" >> WriteToElasticsearch(sinks.elasticsearch))
+    outputs = {"metrics": metrics, "alerts": alerts, "dead_letters": dead | "AllDeadLetters" >> beam.Flatten()}
     if out_dir:
         for kind, pcoll in outputs.items():
             _ = pcoll | f"Write{kind.title().replace('_', '')}" >> WriteJsonLines(str(Path(out_dir) / OUTPUT_FILES[kind]))
