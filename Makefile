@@ -29,10 +29,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_kafka.py
 
-# the local streaming stack: a Kafka broker on 127.0.0.1:19092 and the Prism runner
-up: $(STAMP) kafka-up prism
+# the local stack: a Kafka broker on 127.0.0.1:19092, the Prism runner, Prometheus (19090),
+# Alertmanager (19094) and Elasticsearch (19200)
+up: $(STAMP) kafka-up prism obs-up es-up
 
-down: kafka-down
+down: kafka-down obs-down es-down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

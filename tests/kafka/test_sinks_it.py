@@ -73,6 +73,22 @@ class _Producer(threading.Thread):
                 time.sleep(0.1)
 
 
+@pytest.fixture
+def pipelines():
+    """Starts pipelines; kills any still running when the test ends (a failed test leaves none behind)."""
+    started = []
+
+    def start(*args, **kwargs):
+        started.append(start_pipeline(*args, **kwargs))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def _final_panes(out) -> dict[tuple, dict]:
     final = {}
     for m in lines(out / "metrics.jsonl"):
@@ -134,12 +150,12 @@ def _notices(receivers, path: str, alertname: str) -> list[tuple[str, dict]]:
 
 
 def test_alerts_reach_pager_chat_and_email_and_windows_reach_prometheus_and_elasticsearch(
-        tmp_path, broker, prism_args, observability, elasticsearch, receivers):
+        tmp_path, broker, prism_args, observability, elasticsearch, receivers, pipelines):
     prefix = "live-stack"
     config, topics = _config(tmp_path, broker, observability, elasticsearch, prefix)
     receivers.clear()
     out = tmp_path / "out"
-    process = start_pipeline(config, out, prism_args, stop_when_idle=20)
+    process = pipelines(config, out, prism_args, stop_when_idle=20)
     producer = _Producer(broker, topics["predictions"], [(12, False), (25, True), (30, False)])
     time.sleep(8)  # let the runner start reading
     producer.start()
@@ -185,7 +201,7 @@ def test_alerts_reach_pager_chat_and_email_and_windows_reach_prometheus_and_elas
 
 
 def test_results_survive_elasticsearch_prometheus_and_alertmanager_outages(
-        tmp_path, broker, prism_args, observability, elasticsearch, receivers):
+        tmp_path, broker, prism_args, observability, elasticsearch, receivers, pipelines):
     """Elasticsearch down 30 s, Prometheus stopped and restarted, Alertmanager down while the
     incident fires: afterwards every window and alert is in Elasticsearch exactly once, every
     window in Prometheus (or dead-lettered), and the page arrives."""
@@ -193,12 +209,12 @@ def test_results_survive_elasticsearch_prometheus_and_alertmanager_outages(
     config, topics = _config(tmp_path, broker, observability, elasticsearch, prefix)
     receivers.clear()
     out = tmp_path / "out"
-    process = start_pipeline(config, out, prism_args, stop_when_idle=60)
+    process = pipelines(config, out, prism_args, stop_when_idle=60)
     producer = _Producer(broker, topics["predictions"], [(15, False), (20, True), (35, False)])
     time.sleep(8)
     producer.start()
     wait_for(lambda: len(lines(out / "metrics.jsonl")) >= 3, 90, "the first windows", process)
-    assert elasticsearch.search(f"{prefix}-metrics"), "windows reach Elasticsearch before the outage"
+    poll(lambda: elasticsearch.search(f"{prefix}-metrics"), 60, what="windows in Elasticsearch before the outage")
     elasticsearch.stop()
     observability.stop_prometheus()
     observability.stop_alertmanager()
