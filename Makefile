@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_drift.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_kafka.py
+	$(BIN)/python benchmarks/bench_sinks.py
 
 # the local stack: a Kafka broker on 127.0.0.1:19092, the Prism runner, Prometheus (19090),
 # Alertmanager (19094) and Elasticsearch (19200)

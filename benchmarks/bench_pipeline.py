@@ -36,7 +36,7 @@ CATEGORICAL = ["cat_0", "cat_1"]
 START_MS = 1_767_225_600_000
 
 
-def make_data(workdir: Path, events: int, seed: int = 0) -> None:
+def make_data(workdir: Path, events: int, seed: int = 0, start_ms: int = START_MS, span_ms: int = 3_600_000) -> None:
     import fastavro
     import numpy as np
     import yaml
@@ -59,7 +59,7 @@ def make_data(workdir: Path, events: int, seed: int = 0) -> None:
         chunk = 100_000
         for first in range(0, events, chunk):
             n = min(chunk, events - first)
-            ts = START_MS + (np.arange(first, first + n) * 3_600_000 // events)
+            ts = start_ms + (np.arange(first, first + n) * span_ms // events)
             numeric = rng.normal(size=(n, len(NUMERIC))).round(4).tolist()
             categorical = rng.choice(cats, (n, len(CATEGORICAL))).tolist()
             latency = rng.lognormal(3.5, 0.5, n).round(3).tolist()
