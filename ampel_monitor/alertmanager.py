@@ -30,7 +30,6 @@ from typing import Any
 import requests
 
 from ampel_monitor.config import AlertmanagerSink
-from ampel_monitor.remote_write import backoff_delays
 
 __all__ = ["AlertPoster", "PostResult", "alert_name", "payload"]
 
@@ -112,7 +111,7 @@ class AlertPoster:
 
     def _send(self, alerts: Sequence[Mapping[str, Any]], result: PostResult) -> tuple[str, str]:
         deadline = self._clock() + self.config.retry.deadline
-        delays = backoff_delays(self.config.retry)
+        delays = self.config.retry.delays()
         while True:
             # built on every try: a firing alert's end counts from when it is delivered
             body = [payload(a, self.config.firing_timeout, self.config.labels) for a in alerts]

@@ -25,8 +25,9 @@ Example::
 from __future__ import annotations
 
 import os
+import random
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,20 @@ class RetryPolicy:
     deadline: float = 600.0
     #: Timeout of one request, seconds.
     timeout: float = 10.0
+
+    def delays(self, rng: random.Random | None = None) -> Iterator[float]:
+        """Waits between tries: from ``initial_backoff``, doubled up to ``max_backoff``, each
+        drawn from the upper half of its value (so many writers do not retry in step).
+
+        >>> delays = RetryPolicy(initial_backoff=1, max_backoff=4).delays(random.Random(0))
+        >>> [round(next(delays), 2) for _ in range(5)]
+        [0.92, 1.76, 2.84, 2.52, 3.02]
+        """
+        rng = rng or random.Random()
+        delay = self.initial_backoff
+        while True:
+            yield delay * (0.5 + 0.5 * rng.random())
+            delay = min(delay * 2, self.max_backoff)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -341,7 +340,7 @@ class BulkWriter:
     def _send(self, batch: list[_Document], deadline: float, counts: Counter[str]) -> list[dict[str, str]]:
         """One batch until each document is written, superseded, rejected or out of time."""
         dead: list[dict[str, str]] = []
-        pending, backoff = batch, self.config.retry.initial_backoff
+        pending, delays = batch, self.config.retry.delays()
         while True:
             items, retryable, error = self._bulk(pending)
             if items is None:
@@ -368,11 +367,10 @@ class BulkWriter:
                 _LOG.warning("elasticsearch: giving up on %d documents after the retry deadline: %s", len(retry), error)
                 return dead + [doc.dead_letter("elasticsearch_unavailable", f"undelivered by the deadline: {error}")
                                for doc in retry]
-            wait = min(backoff * random.uniform(0.5, 1.0), left)
+            wait = min(next(delays), left)
             _LOG.info("elasticsearch: retrying %d documents in %.2f s: %s", len(retry), wait, error[:200])
             self._sleep(wait)
             counts["retries"] += 1
-            backoff = min(backoff * 2, self.config.retry.max_backoff)
             pending = retry
 
     def _bulk(self, batch: list[_Document]) -> tuple[list[Mapping[str, Any]] | None, bool, str]:
@@ -393,7 +391,7 @@ class BulkWriter:
         return items, False, ""
 
     def _with_retries(self, call: Callable[[], Any]) -> Any:
-        deadline, backoff = self._clock() + self.config.retry.deadline, self.config.retry.initial_backoff
+        deadline, delays = self._clock() + self.config.retry.deadline, self.config.retry.delays()
         while True:
             try:
                 return call()
@@ -402,8 +400,7 @@ class BulkWriter:
                 left = deadline - self._clock()
                 if (isinstance(status, int) and status != 429 and status < 500) or left <= 0:
                     raise
-                self._sleep(min(backoff * random.uniform(0.5, 1.0), left))
-                backoff = min(backoff * 2, self.config.retry.max_backoff)
+                self._sleep(min(next(delays), left))
 
 
 def _secret(name: str | None) -> str | None:

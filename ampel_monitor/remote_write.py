@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,10 +33,10 @@ import cramjam
 import requests
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from ampel_monitor.config import PrometheusSink, RetryPolicy
+from ampel_monitor.config import PrometheusSink
 from ampel_monitor.series import Sample, window_series
 
-__all__ = ["RemoteWriter", "WriteResult", "backoff_delays", "classify", "encode", "decode"]
+__all__ = ["RemoteWriter", "WriteResult", "classify", "decode", "encode"]
 
 _F = descriptor_pb2.FieldDescriptorProto
 
@@ -106,21 +105,6 @@ def classify(status: int, text: str) -> str:
     if status == 429 or (status >= 500 and not any(s in text.lower() for s in _PERMANENT_500)):
         return "transient"
     return "permanent"
-
-
-def backoff_delays(policy: RetryPolicy, rng: random.Random | None = None):
-    """Waits between tries: exponential from ``initial_backoff``, capped, with full jitter
-    on the upper half (so many writers do not retry in step).
-
-    >>> delays = backoff_delays(RetryPolicy(initial_backoff=1, max_backoff=4), random.Random(0))
-    >>> [round(next(delays), 2) for _ in range(5)]
-    [0.92, 1.76, 2.84, 2.52, 3.02]
-    """
-    rng = rng or random.Random()
-    delay = policy.initial_backoff
-    while True:
-        yield delay * (0.5 + 0.5 * rng.random())
-        delay = min(delay * 2, policy.max_backoff)
 
 
 @dataclass
@@ -195,7 +179,7 @@ class RemoteWriter:
         """One request, retried while transient; ``(outcome, text)``."""
         body = encode(samples)
         deadline = self._clock() + self.config.retry.deadline
-        delays = backoff_delays(self.config.retry)
+        delays = self.config.retry.delays()
         while True:
             try:
                 response = self.session.post(self.config.url, data=body, timeout=self.config.retry.timeout)

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from ampel_monitor.config import PrometheusSink, RetryPolicy
-from ampel_monitor.remote_write import RemoteWriter, _WriteRequest, backoff_delays, classify, decode, encode
+from ampel_monitor.remote_write import RemoteWriter, _WriteRequest, classify, decode, encode
 from ampel_monitor.series import SERIES, window_series
 from tests.sinks.records import window_metrics
 
@@ -55,7 +55,7 @@ def test_classify(status, text, expected):
 
 
 def test_backoff_grows_to_its_cap_with_jitter():
-    delays = backoff_delays(RetryPolicy(initial_backoff=1, max_backoff=8), random.Random(1))
+    delays = RetryPolicy(initial_backoff=1, max_backoff=8).delays(random.Random(1))
     waits = [next(delays) for _ in range(8)]
     caps = [1, 2, 4, 8, 8, 8, 8, 8]
     assert all(cap / 2 <= w <= cap for w, cap in zip(waits, caps))
