@@ -1,11 +1,11 @@
-"""Sinks of the pipeline's outputs. Each is a PTransform over dicts; its expand is one line.
+"""Sinks of the pipeline's outputs, each a PTransform over dicts.
 
 ``WriteJsonLines`` appends one JSON document per line to a local file: the sink of
 the embedded runner. ``WriteToPrometheus``, ``WriteToElasticsearch`` and
 ``PostToAlertmanager`` buffer a bundle's elements, hand them to their pure clients
 (``ampel_monitor.remote_write``, ``.elastic``, ``.alertmanager``: batching, retries,
-classification of failures) and return what could not be delivered as dead letters,
-each in the window of the element it stands for. Delivered records and retries are
+classification of failures) and return what could not be delivered as dead letters
+(in the global window). Delivered records and retries are
 counted (``ampel_sink_writes_total``, ``ampel_sink_retries_total``), dead letters by
 reason (``ampel_dead_letter_records_total``).
 """
@@ -13,7 +13,7 @@ reason (``ampel_dead_letter_records_total``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
 import apache_beam as beam
