@@ -164,13 +164,13 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if not args.input:
         if config.kafka is None:
             raise ValueError("run: give --input files, or a kafka section in the config")
-        kafka = KafkaSource(args.stop_at_end, args.stop_when_idle, resources=True)
+        kafka = KafkaSource(args.stop_at_end, args.stop_when_idle, resources=True, labels=config.labels is not None)
     elif args.stop_at_end or args.stop_when_idle is not None:
         raise ValueError("--stop-at-end and --stop-when-idle apply to the Kafka source, not to --input files")
     port = args.metrics_port if args.metrics_port is not None else config.sinks.metrics_port
     if port is not None:
         print(f"pipeline metrics on http://127.0.0.1:{serve_metrics(port)}/metrics", file=sys.stderr)
-    summary = run(config, args.input, args.resources, args.out, beam_args, kafka)
+    summary = run(config, args.input, args.resources, args.out, beam_args, kafka, args.labels)
     print(summarize(summary))
     return 0
 
@@ -237,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "without it, the config's Kafka topics are read (streaming)")
     run.add_argument("--resources", action="append", default=[], metavar="FILE",
                      help="resource samples (JSON lines or Avro), repeatable")
+    run.add_argument("--labels", action="append", default=[], metavar="FILE",
+                     help="label events (JSON lines or Avro), repeatable: quality per window")
     run.add_argument("--out", metavar="DIR", help="output directory (default: the config's sinks.out_dir)")
     run.add_argument("--metrics-port", type=int, metavar="PORT", help="serve the pipeline's counters on /metrics")
     run.add_argument("--stop-at-end", action="store_true", help="Kafka: read up to the end offsets found at start")

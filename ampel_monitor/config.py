@@ -45,6 +45,7 @@ __all__ = [
     "KafkaConfig",
     "KafkaTopics",
     "DEFAULT_RULES",
+    "LabelsConfig",
     "ModelConfig",
     "PrometheusSink",
     "RetryPolicy",
@@ -145,6 +146,36 @@ class ModelConfig:
     prediction: str | None = "prediction"
     confidence: str | None = "confidence"
     label: str | None = "label"
+    #: Binary classification: the positive class (precision, recall, F1, bias); None: multiclass.
+    positive_label: str | None = None
+    #: Event attributes whose subgroups get bias metrics.
+    sensitive: tuple[str, ...] = ()
+    #: The version others are compared with (A/B); None: no comparison.
+    baseline_version: str | None = None
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """Delayed ground truth: how labels are joined to predictions and when quality counts."""
+
+    #: How long (event time) a prediction waits for its label, seconds.
+    max_delay: float = 3600.0
+    #: How long a label waits for its prediction, seconds.
+    grace: float = 300.0
+    #: Quality alerts need at least this many labelled predictions in a window ...
+    min_labelled: int = 30
+    #: ... and at least this share of the window's predictions labelled.
+    min_fraction: float = 0.1
+    #: Join shards per model (parallelism and state size per key).
+    shards: int = 16
+
+    @property
+    def max_delay_ms(self) -> int:
+        return int(round(self.max_delay * 1000))
+
+    @property
+    def grace_ms(self) -> int:
+        return int(round(self.grace * 1000))
 
 
 @dataclass(frozen=True)
@@ -339,6 +370,8 @@ class Config:
     sinks: SinksConfig = field(default_factory=SinksConfig)
     #: The Kafka source and sinks, if any.
     kafka: KafkaConfig | None = None
+    #: Delayed labels: with this section the Kafka labels topic is read and quality computed.
+    labels: LabelsConfig | None = None
 
     def model(self, model_id: str) -> ModelConfig | None:
         return next((m for m in self.models if m.id == model_id), None)
@@ -392,7 +425,12 @@ def _models(value: Any, base: Path) -> tuple[ModelConfig, ...]:
         if not reference.is_file():
             raise ValueError(f"{where}.reference: no such file {str(reference)!r}")
         columns = {k: (None if item[k] is None else _string(item[k], f"{where}.{k}"))
-                   for k in ("prediction", "confidence", "label") if k in item}
+                   for k in ("prediction", "confidence", "label", "positive_label", "baseline_version") if k in item}
+        if "sensitive" in item:
+            sensitive = item["sensitive"]
+            if not isinstance(sensitive, list):
+                raise ValueError(f"{where}.sensitive: expected a list of attribute names, got {sensitive!r}")
+            columns["sensitive"] = tuple(_string(v, f"{where}.sensitive[{j}]") for j, v in enumerate(sensitive))
         models.append(ModelConfig(_string(item["id"], f"{where}.id"), task, str(reference), **columns))
     ids = [m.id for m in models]
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
@@ -585,6 +623,23 @@ def _sinks(value: Any) -> SinksConfig:
     )
 
 
+def _labels(value: Any) -> LabelsConfig | None:
+    if value is None:
+        return None
+    data = _mapping(value, "labels")
+    _check_keys(data, {f.name for f in fields(LabelsConfig)}, "labels")
+    kwargs: dict[str, Any] = {}
+    for key in ("max_delay", "grace"):
+        if key in data:
+            kwargs[key] = parse_duration(data[key], f"labels.{key}")
+    for key in ("min_labelled", "shards"):
+        if key in data:
+            kwargs[key] = int(_number(data[key], f"labels.{key}", 1))
+    if "min_fraction" in data:
+        kwargs["min_fraction"] = _number(data["min_fraction"], "labels.min_fraction", 0, 1)
+    return LabelsConfig(**kwargs)
+
+
 def _kafka(value: Any) -> KafkaConfig | None:
     if value is None:
         return None
@@ -649,7 +704,7 @@ def parse_config(data: Any, base: Path = Path(".")) -> Config:
         ValueError: naming the field, for any invalid or unknown field.
     """
     data = _mapping(data, "config")
-    allowed = {"models", "windows", "alerts", "min_alert_events", "confidence_threshold", "drift", "sinks", "kafka"}
+    allowed = {"models", "windows", "alerts", "min_alert_events", "confidence_threshold", "drift", "sinks", "kafka", "labels"}
     _check_keys(data, allowed, "config")
     if "models" not in data:
         raise ValueError("models: missing")
@@ -662,6 +717,7 @@ def parse_config(data: Any, base: Path = Path(".")) -> Config:
         drift=_drift(data.get("drift")),
         sinks=_sinks(data.get("sinks")),
         kafka=_kafka(data.get("kafka")),
+        labels=_labels(data.get("labels")),
     )
 
 

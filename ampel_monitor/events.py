@@ -85,6 +85,8 @@ class EventBatch:
     features: Mapping[str, np.ndarray] = field(default_factory=dict)
     #: The event ids (object).
     event_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    #: Per sensitive attribute of the model, each event's subgroup (object, None when absent).
+    attributes: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.timestamps.size)
@@ -141,15 +143,17 @@ class ModelSchema:
     categorical: tuple[str, ...]
     #: Whether predictions are numbers (regression, or a numeric prediction profile).
     numeric_prediction: bool
+    #: The attributes whose subgroups are kept (for the bias metrics).
+    sensitive: tuple[str, ...] = ()
 
     @classmethod
-    def from_profile(cls, profile: ReferenceProfile, task: str) -> ModelSchema:
+    def from_profile(cls, profile: ReferenceProfile, task: str, sensitive: tuple[str, ...] = ()) -> ModelSchema:
         numeric = tuple(n for n, f in profile.features.items() if f.kind == "numeric")
         categorical = tuple(n for n, f in profile.features.items() if f.kind == "categorical")
         numeric_prediction = task == "regression" or (
             profile.prediction is not None and not isinstance(profile.prediction, CategoricalProfile)
         )
-        return cls(numeric, categorical, numeric_prediction)
+        return cls(numeric, categorical, numeric_prediction, tuple(sensitive))
 
 
 def iter_records(path: str) -> Iterator[tuple[str, Any, Any]]:
@@ -408,11 +412,19 @@ class EventDecoder:
             prediction=prediction,
             features=columns,
             event_ids=np.array([row[8] for row in rows], dtype=object),
+            attributes={name: np.array([_attribute(row[10], name) for row in rows], dtype=object)
+                        for name in schema.sensitive},
         )
         if keep is not None:
             batch = EventBatch(model, version, start, batch.timestamps[keep], batch.latency_ms[keep], batch.error[keep],
-                               batch.confidence[keep], batch.prediction[keep], columns, batch.event_ids[keep])
+                               batch.confidence[keep], batch.prediction[keep], columns, batch.event_ids[keep],
+                               {name: column[keep] for name, column in batch.attributes.items()})
         return batch, dead
+
+
+def _attribute(record: Mapping[str, Any], name: str) -> str | None:
+    value = (record.get("attributes") or {}).get(name)
+    return None if value is None else str(value)
 
 
 def _ratio(record: Mapping[str, Any], name: str) -> float:

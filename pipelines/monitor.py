@@ -18,22 +18,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from ampel_monitor.config import Config
+from ampel_monitor.config import Config, LabelsConfig
 from ampel_monitor.events import ModelSchema
 from ampel_monitor.io import read_columns
+from ampel_monitor.labels import LabelBatch
 from ampel_monitor.series import window_label
 from ampel_monitor.window import ModelSpec
 from drift.profile import ReferenceProfile
 from transforms.alerts import EvaluateAlerts
 from transforms.kafka import ReadFromKafka, WriteToKafka
-from transforms.read import DEAD, ReadEventFiles, ReadResourceFiles
+from transforms.labels import QualityWindows
+from transforms.read import DEAD, ReadEventFiles, ReadLabelFiles, ReadResourceFiles
 from transforms.sinks import (
     PostToAlertmanager,
     WriteJsonLines,
@@ -46,7 +48,8 @@ from transforms.windows import WindowMetrics
 __all__ = ["OUTPUT_FILES", "KafkaSource", "RunSummary", "build", "load_specs", "run"]
 
 #: Output kind to file name in the output directory.
-OUTPUT_FILES = {"metrics": "metrics.jsonl", "alerts": "alerts.jsonl", "dead_letters": "dead_letters.jsonl"}
+OUTPUT_FILES = {"metrics": "metrics.jsonl", "alerts": "alerts.jsonl", "dead_letters": "dead_letters.jsonl",
+                "quality": "quality.jsonl"}
 
 
 def load_profile(path: str, prediction: str | None, confidence: str | None, label: str | None) -> ReferenceProfile:
@@ -91,6 +94,12 @@ def load_specs(config: Config) -> dict[str, ModelSpec]:
     return specs
 
 
+def _quality_counts(element: tuple[Any, dict[str, Any]], min_fraction: float) -> bool:
+    """Quality alerts only once enough of the window's predictions are labelled."""
+    quality = element[1]["quality"]
+    return (quality.get("labelled_fraction") or 0.0) >= min_fraction
+
+
 @dataclass(frozen=True)
 class KafkaSource:
     """Read from the config's Kafka topics instead of files."""
@@ -101,6 +110,8 @@ class KafkaSource:
     stop_when_idle: float | None = None
     #: Also read the resource-samples topic.
     resources: bool = True
+    #: Also read the labels topic (and compute quality).
+    labels: bool = False
 
 
 def build(
@@ -111,6 +122,7 @@ def build(
     resources: Sequence[str] = (),
     out_dir: str | None = None,
     kafka: KafkaSource | None = None,
+    labels: Sequence[str] = (),
 ) -> dict[str, beam.PCollection]:
     """Adds the monitoring job to ``pipeline``; returns its ``metrics``, ``alerts`` and ``dead_letters``.
 
@@ -118,12 +130,13 @@ def build(
     config's Kafka topics; then alerts and dead letters also go to their topics.
     """
     slide_ms = config.windows.slide_ms
-    schemas = {m.id: ModelSchema.from_profile(specs[m.id].profile, m.task) for m in config.models}
+    schemas = {m.id: ModelSchema.from_profile(specs[m.id].profile, m.task, m.sensitive) for m in config.models}
+    label_streams = []
     if kafka is not None:
         if config.kafka is None:
             raise ValueError("kafka: the config has no kafka section")
         read = pipeline | "ReadKafka" >> ReadFromKafka(
-            config.kafka, schemas, slide_ms, kafka.resources, kafka.stop_at_end, kafka.stop_when_idle)
+            config.kafka, schemas, slide_ms, kafka.resources, kafka.stop_at_end, kafka.stop_when_idle, kafka.labels)
         streams, dead = [read.batches], [read[DEAD]]
     else:
         events = pipeline | "ReadEvents" >> ReadEventFiles(list(inputs), schemas, slide_ms)
@@ -132,14 +145,41 @@ def build(
         samples = pipeline | "ReadResources" >> ReadResourceFiles(list(resources), tuple(specs), slide_ms)
         streams.append(samples.batches)
         dead.append(samples[DEAD])
+    if labels and kafka is None:
+        read_labels = pipeline | "ReadLabels" >> ReadLabelFiles(list(labels), tuple(specs))
+        label_streams.append(read_labels.batches)
+        dead.append(read_labels[DEAD])
     streaming = pipeline.options.view_as(StandardOptions).streaming
-    batches = streams | "AllBatches" >> beam.Flatten()
+    everything = streams | "AllBatches" >> beam.Flatten()
+    batches = everything | "NotLabels" >> beam.Filter(lambda kv: not isinstance(kv[1], LabelBatch))
+    if kafka is not None and kafka.labels:
+        label_streams.append(everything | "Labels" >> beam.Filter(lambda kv: isinstance(kv[1], LabelBatch)))
     windowed = batches | "WindowMetrics" >> WindowMetrics(specs, config.windows, streaming)
     metrics = windowed["metrics"] | "Unkey" >> beam.Values()
     alerts = windowed["metrics"] | "Alerts" >> EvaluateAlerts(
         config.rules, config.min_alert_events, config.drift.min_count, streaming
     )
     dead = [*dead, windowed[DEAD]]
+    quality = None
+    if label_streams:
+        joined = (
+            (batches, label_streams | "AllLabels" >> beam.Flatten())
+            | "Quality" >> QualityWindows(config.models, {m: s.profile.quality for m, s in specs.items()},
+                                          config.windows, config.labels or LabelsConfig())
+        )
+        dead.append(joined[DEAD])
+        quality = joined["quality"]
+        gates = config.labels or LabelsConfig()
+        quality_rules = [r for r in config.rules if r.name == "accuracy_drop"]
+        if quality_rules:
+            alerts = (
+                (alerts, quality
+                 | "QualityGate" >> beam.Filter(_quality_counts, gates.min_fraction)
+                 | "AsWindows" >> beam.MapTuple(lambda key, q: (key, {**q, "count": q["quality"]["labelled"], "late": False}))
+                 | "QualityAlerts" >> EvaluateAlerts(quality_rules, gates.min_labelled, 0, streaming))
+                | "AllAlerts" >> beam.Flatten()
+            )
+        quality = quality | "UnkeyQuality" >> beam.Values()
     sinks = config.sinks
     if sinks.prometheus is not None:
         dead.append(metrics | "ToPrometheus" >> WriteToPrometheus(sinks.prometheus, window_label(config.windows.size)))
@@ -153,6 +193,8 @@ def build(
             documents["decisions"] = batches | "DecisionLog" >> beam.FlatMap(decision_records, share)
         dead.append(documents | "ToElasticsearch" >> WriteToElasticsearch(sinks.elasticsearch))
     outputs = {"metrics": metrics, "alerts": alerts, "dead_letters": dead | "AllDeadLetters" >> beam.Flatten()}
+    if quality is not None:
+        outputs["quality"] = quality
     if out_dir:
         for kind, pcoll in outputs.items():
             _ = pcoll | f"Write{kind.title().replace('_', '')}" >> WriteJsonLines(str(Path(out_dir) / OUTPUT_FILES[kind]))
@@ -173,6 +215,8 @@ class RunSummary:
     alerts: list[dict[str, Any]]
     dead_letters: dict[str, int]
     metrics: list[dict[str, Any]]
+    #: Quality panes (when labels were given).
+    quality: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -189,6 +233,7 @@ def run(
     out_dir: str | None = None,
     beam_args: Sequence[str] = (),
     kafka: KafkaSource | None = None,
+    labels: Sequence[str] = (),
 ) -> RunSummary:
     """Runs the job to its end, over files on the local runner by default, or over Kafka.
 
@@ -204,7 +249,7 @@ def run(
     if kafka is not None:
         options.view_as(StandardOptions).streaming = True
     with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, config, specs, inputs, resources, str(out), kafka)
+        build(pipeline, config, specs, inputs, resources, str(out), kafka, labels)
     metrics = read_jsonl(out / OUTPUT_FILES["metrics"])
     dead: dict[str, int] = {}
     for letter in read_jsonl(out / OUTPUT_FILES["dead_letters"]):
@@ -216,4 +261,5 @@ def run(
         alerts=read_jsonl(out / OUTPUT_FILES["alerts"]),
         dead_letters=dead,
         metrics=metrics,
+        quality=read_jsonl(out / OUTPUT_FILES["quality"]),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from apache_beam.metrics import Metrics
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
-__all__ = ["REGISTRY", "count_dead_letter", "count_events", "count_late", "count_sink_retry", "count_sink_writes", "count_window", "serve_metrics"]
+__all__ = ["REGISTRY", "count_dead_letter", "count_events", "count_expired", "count_labelled", "count_late", "count_sink_retry", "count_sink_writes", "count_window", "serve_metrics"]
 
 #: The registry of the pipeline's own counters.
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -21,6 +21,10 @@ _DEAD = Counter("ampel_dead_letter_records", "Records rejected to the dead-lette
 _LATE = Counter("ampel_late_events", "Events that arrived after their window fired, within allowed lateness.",
                 ["model"], registry=REGISTRY)
 _WINDOWS = Counter("ampel_windows_emitted", "Window results emitted, by model.", ["model"], registry=REGISTRY)
+_LABELLED = Counter("ampel_labelled_predictions", "Predictions joined to their label, by model.", ["model"],
+                    registry=REGISTRY)
+_EXPIRED = Counter("ampel_unlabelled_predictions_expired", "Predictions whose label did not come within labels.max_delay, by model.",
+                   ["model"], registry=REGISTRY)
 _SINK_WRITES = Counter("ampel_sink_writes", "Records delivered by a sink (samples, documents, alerts), by sink.",
                        ["sink"], registry=REGISTRY)
 _SINK_RETRIES = Counter("ampel_sink_retries", "Requests a sink retried after a transient failure, by sink.",
@@ -45,6 +49,17 @@ def count_late(model: str, n: int) -> None:
 def count_window(model: str) -> None:
     Metrics.counter("ampel", f"windows_emitted.{model}").inc()
     _WINDOWS.labels(model=model).inc()
+
+
+def count_labelled(model: str, n: int) -> None:
+    Metrics.counter("ampel", f"labelled_predictions.{model}").inc(n)
+    _LABELLED.labels(model=model).inc(n)
+
+
+def count_expired(model: str, n: int) -> None:
+    if n:
+        Metrics.counter("ampel", f"unlabelled_predictions_expired.{model}").inc(n)
+        _EXPIRED.labels(model=model).inc(n)
 
 
 def count_sink_writes(sink: str, n: int) -> None:

@@ -50,6 +50,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from ampel_monitor.config import KafkaConfig
 from ampel_monitor.events import DeadLetter, EventDecoder, ModelSchema, decode_resources
+from ampel_monitor.labels import decode_labels
 from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat
 from transforms.counters import count_dead_letter, count_events
 from transforms.read import DEAD
@@ -259,17 +260,21 @@ class _ReadPartitionDoFn(beam.DoFn):
                 dead.append(DeadLetter("undecodable", str(exc), source, original))
         if element.kind == "predictions":
             batches, rejected = self._decoder.decode_records(records)
+        elif element.kind == "labels":
+            batches, rejected = decode_labels(records, tuple(self._schemas))
         else:
             batches, rejected = decode_resources(records, tuple(self._schemas), self._slide_ms)
         newest = None
         for batch in batches:
             if element.kind == "predictions":
                 count_events(batch.model, len(batch))
-                last = int(batch.timestamps.max())
+                last, start = int(batch.timestamps.max()), batch.slice_start_ms
+            elif element.kind == "labels":
+                last = start = int(batch.timestamps.max())
             else:
-                last = batch.slice_start_ms
+                last = start = batch.slice_start_ms
             newest = last if newest is None else max(newest, last)
-            yield TimestampedValue((batch.model, batch), batch.slice_start_ms / 1000)
+            yield TimestampedValue((batch.model, batch), start / 1000)
         for letter in dead + rejected:
             count_dead_letter(letter.reason)
             yield pvalue.TaggedOutput(DEAD, letter.to_dict())
@@ -308,6 +313,7 @@ class ReadFromKafka(beam.PTransform):
         schemas: per model id, the features its events carry.
         slide_ms: the slice length, milliseconds.
         resources: also read the resource-samples topic.
+        labels: also read the labels topic (``(model, LabelBatch)`` among the batches).
         stop_at_end: read only up to the end offsets found at start (a bounded replay).
         stop_when_idle: finish a partition after this many seconds without messages.
 
@@ -316,10 +322,10 @@ class ReadFromKafka(beam.PTransform):
     """
 
     def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int, resources: bool = True,
-                 stop_at_end: bool = False, stop_when_idle: float | None = None) -> None:
+                 stop_at_end: bool = False, stop_when_idle: float | None = None, labels: bool = False) -> None:
         super().__init__()
         self._kafka, self._schemas, self._slide_ms = kafka, dict(schemas), slide_ms
-        self._kinds = ("predictions", "resources") if resources else ("predictions",)
+        self._kinds = ("predictions", *(("resources",) if resources else ()), *(("labels",) if labels else ()))
         self._stop_at_end, self._stop_when_idle = stop_at_end, stop_when_idle
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> pvalue.DoOutputsTuple:

@@ -18,9 +18,10 @@ from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
 from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources, iter_records
+from ampel_monitor.labels import decode_labels
 from transforms.counters import count_dead_letter, count_events
 
-__all__ = ["DEAD", "ReadEventFiles", "ReadResourceFiles"]
+__all__ = ["DEAD", "ReadEventFiles", "ReadLabelFiles", "ReadResourceFiles"]
 
 #: The tag of the dead-letter output.
 DEAD = "dead"
@@ -59,6 +60,20 @@ class _ReadResourcesDoFn(beam.DoFn):
             batches, dead = decode_resources(chunk, self._models, self._slide_ms)
             for batch in batches:
                 yield TimestampedValue((batch.model, batch), batch.slice_start_ms / 1000)
+            for letter in dead:
+                count_dead_letter(letter.reason)
+                yield pvalue.TaggedOutput(DEAD, letter.to_dict())
+
+
+class _ReadLabelsDoFn(beam.DoFn):
+    def __init__(self, models: tuple[str, ...], chunk_size: int) -> None:
+        self._models, self._chunk_size = models, chunk_size
+
+    def process(self, path: str) -> Iterator[Any]:
+        for chunk in _chunks(path, self._chunk_size):
+            batches, dead = decode_labels(chunk, self._models)
+            for batch in batches:
+                yield TimestampedValue((batch.model, batch), int(batch.timestamps.max()) / 1000)
             for letter in dead:
                 count_dead_letter(letter.reason)
                 yield pvalue.TaggedOutput(DEAD, letter.to_dict())
@@ -106,3 +121,10 @@ class ReadResourceFiles(_ReadFiles):
 
     def __init__(self, paths: list[str], models: tuple[str, ...], slide_ms: int, chunk_size: int = 20_000):
         super().__init__(paths, _ReadResourcesDoFn(models, slide_ms, chunk_size), "resource")
+
+
+class ReadLabelFiles(_ReadFiles):
+    """Reads label events from JSON-lines or Avro files into keyed ``(model, LabelBatch)``."""
+
+    def __init__(self, paths: list[str], models: tuple[str, ...], chunk_size: int = 20_000):
+        super().__init__(paths, _ReadLabelsDoFn(models, chunk_size), "labels")

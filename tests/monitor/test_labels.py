@@ -1,0 +1,62 @@
+"""The prediction-label join of one shard: pairs, expiry, labels without predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ampel_monitor.events import EventBatch
+from ampel_monitor.labels import LabelBatch, PendingJoin, decode_labels
+
+MINUTE = 60_000
+
+
+def predictions(ids, ts, version="v1", prediction=None):
+    n = len(ids)
+    return EventBatch("m", version, 0, np.array(ts, dtype=np.int64), np.ones(n), np.zeros(n, bool), np.full(n, 0.8),
+                      np.array(prediction or ["yes"] * n, dtype=object), {}, np.array(ids, dtype=object),
+                      {"sex": np.array(["f", "m"] * (n // 2) + ["f"] * (n % 2), dtype=object)})
+
+
+def labels(ids, ts, values=None):
+    return LabelBatch("m", np.array(ids, dtype=object), np.array(values or ["yes"] * len(ids), dtype=object),
+                      np.array(ts, dtype=np.int64))
+
+
+def test_labels_meet_their_predictions_in_either_order_and_pairs_keep_the_prediction_time():
+    join = PendingJoin(max_delay_ms=60 * MINUTE, grace_ms=5 * MINUTE, slide_ms=MINUTE, sensitive=("sex",))
+    pairs, dead = join.add_predictions(predictions(["a", "b", "c"], [10, MINUTE + 5, 2 * MINUTE], prediction=["yes", "no", "yes"]))
+    assert pairs == [] and dead == [] and len(join) == 3
+    pairs, dead = join.add_labels(labels(["b", "a", "z"], [3 * MINUTE, 4 * MINUTE, 4 * MINUTE], ["yes", "no", "no"]))
+    assert not dead
+    got = sorted((p.slice_start_ms, list(p.predictions), list(p.labels), list(p.attributes["sex"])) for p in pairs)
+    assert got == [(0, ["yes"], ["no"], ["f"]), (MINUTE, ["no"], ["yes"], ["m"])]
+    assert set(join.predictions) == {"c"} and set(join.labels) == {"z"}
+    pairs, _ = join.add_predictions(predictions(["z"], [3 * MINUTE]))  # the label came first
+    assert [list(p.labels) for p in pairs] == [["no"]] and len(join) == 1
+
+
+def test_waiting_expires_predictions_and_dead_letters_lonely_labels():
+    join = PendingJoin(max_delay_ms=10 * MINUTE, grace_ms=2 * MINUTE, slide_ms=MINUTE)
+    join.add_predictions(predictions(["a", "b"], [0, 5 * MINUTE]))
+    join.add_labels(labels(["x"], [MINUTE]))
+    assert join.next_deadline() == 3 * MINUTE + 1
+    expired, dead = join.expire("m", 3 * MINUTE + 1)
+    assert expired == 0 and [d.reason for d in dead] == ["label_without_prediction"]
+    expired, dead = join.expire("m", 10 * MINUTE + 1)
+    assert expired == 1 and not dead and set(join.predictions) == {"b"}
+    # a label later than the maximum delay is dead-lettered even before its prediction expired
+    pairs, dead = join.add_labels(labels(["b"], [16 * MINUTE]))
+    assert pairs == [] and [d.reason for d in dead] == ["label_too_late"] and len(join) == 0
+
+
+def test_decode_labels_rejects_bad_records_with_reasons():
+    records = [("l:1", {"event_id": "a", "model_id": "m", "label": "yes", "timestamp": 5}, None),
+               ("l:2", {"event_id": "b", "model_id": "other", "label": "yes", "timestamp": 5}, None),
+               ("l:3", {"event_id": "c", "model_id": "m", "timestamp": 5}, None),
+               ("l:4", {"event_id": "d", "model_id": "m", "label": [1], "timestamp": 5}, None),
+               ("l:5", {"event_id": "e", "model_id": "m", "label": 2.5, "timestamp": "2026-01-01T00:00:00Z"}, None)]
+    batches, dead = decode_labels(records, ["m"])
+    assert [d.reason for d in dead] == ["unknown_model", "missing_field", "bad_type"]
+    (batch,) = batches
+    assert list(batch.event_ids) == ["a", "e"] and list(batch.labels) == ["yes", 2.5]
+    assert list(batch.timestamps) == [5, 1_767_225_600_000] and batch.sources == ("l:1", "l:5")

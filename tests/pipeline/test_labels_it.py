@@ -1,0 +1,126 @@
+"""Delayed labels on the embedded runner: quality per window against scikit-learn on the same
+joined data, labels too late or without a prediction dead-lettered, accuracy-drop alerts in
+exactly the windows whose offline accuracy drops."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+from ampel_monitor.config import load_config
+from drift.profile import ReferenceProfile
+from pipelines.monitor import run
+from tests.pipeline.streams import START_MS, make_events, reference_columns, write_setup
+
+pytestmark = pytest.mark.it
+
+MINUTE = 60_000
+REFERENCE_ACCURACY = 0.9
+INCIDENT = (12, 20)  # minutes in which alpha/v1's labels disagree with 40 % of its predictions
+
+
+def _labels(events: list[dict], seed: int = 3) -> list[dict]:
+    """Half the events get a label 0-10 min later; a few come after the 1 h maximum; some label nothing."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for e in events:
+        if rng.random() >= 0.5:
+            continue
+        minute = (e["timestamp"] - START_MS) // MINUTE
+        incident = e["model_id"] == "alpha" and e["model_version"] == "v1" and INCIDENT[0] <= minute < INCIDENT[1]
+        right = rng.random() < (0.6 if incident else REFERENCE_ACCURACY)
+        label = e["prediction"] if right else ("no" if e["prediction"] == "yes" else "yes")
+        delay = int(rng.integers(0, 10 * MINUTE)) if rng.random() > 0.03 else 70 * MINUTE
+        out.append({"event_id": e["event_id"], "model_id": e["model_id"], "label": label,
+                    "timestamp": e["timestamp"] + delay})
+    out += [{"event_id": f"ghost-{i}", "model_id": "beta", "label": "yes", "timestamp": START_MS + i * MINUTE}
+            for i in range(20)]
+    return out
+
+
+def _setup(tmp_path):
+    events = make_events(seed=9, minutes=30, per_minute=300)
+    for i, e in enumerate(events):
+        e["attributes"] = {"sex": "f" if (i // 3) % 2 else "m"}
+    path = write_setup(tmp_path, events, {"size": "2m", "slide": "1m", "allowed_lateness": "0s"},
+                       extra={"labels": {"max_delay": "1h", "min_labelled": 30, "min_fraction": 0.1}})
+    rng = np.random.default_rng(4)
+    for model in ("alpha", "beta"):  # profiles with a reference accuracy of 0.9
+        columns = reference_columns(rng)
+        agree = rng.random(columns["prediction"].size) < REFERENCE_ACCURACY
+        columns["label"] = np.where(agree, columns["prediction"], np.where(columns["prediction"] == "yes", "no", "yes"))
+        ReferenceProfile.build(columns, prediction="prediction", confidence="confidence", label="label",
+                               resolution=200).save(tmp_path / f"{model}.json")
+    config = yaml.safe_load(path.read_text())
+    for model in config["models"]:
+        model.update({"positive_label": "yes", "sensitive": ["sex"]})
+    path.write_text(yaml.safe_dump(config))
+    labels = _labels(events)
+    with (tmp_path / "labels.jsonl").open("w") as handle:
+        for label in labels:
+            handle.write(json.dumps(label) + "\n")
+    return load_config(path), events, labels
+
+
+def test_quality_per_window_equals_sklearn_on_the_joined_data(tmp_path):
+    config, events, labels = _setup(tmp_path)
+    summary = run(config, [str(tmp_path / "events.jsonl")], labels=[str(tmp_path / "labels.jsonl")])
+
+    by_id = {e["event_id"]: e for e in events}
+    joined = [(by_id[l["event_id"]], l["label"]) for l in labels
+              if l["event_id"] in by_id and l["timestamp"] - by_id[l["event_id"]]["timestamp"] <= 60 * MINUTE]
+    too_late = sum(l["event_id"] in by_id for l in labels) - len(joined)
+    assert too_late > 50
+    assert summary.dead_letters == {"label_too_late": too_late, "label_without_prediction": 20}
+
+    assert summary.quality and not any(q["late"] for q in summary.quality)
+    for record in summary.quality:
+        start = int(np.datetime64(record["window_start"].replace("Z", ""), "ms").astype(np.int64))
+        end = start + 2 * MINUTE
+        pairs = [(e, label) for e, label in joined if e["model_id"] == record["model"]
+                 and e["model_version"] == record["version"] and start <= e["timestamp"] < end]
+        window = [e for e in events if e["model_id"] == record["model"] and e["model_version"] == record["version"]
+                  and start <= e["timestamp"] < end]
+        y_true = [label for _, label in pairs]
+        y_pred = [e["prediction"] for e, _ in pairs]
+        q = record["quality"]
+        assert (q["labelled"], q["predictions"]) == (len(pairs), len(window))
+        assert q["labelled_fraction"] == len(pairs) / len(window)
+        assert q["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-12)
+        for name, metric in (("precision", precision_score), ("recall", recall_score), ("f1", f1_score)):
+            assert q[name] == pytest.approx(metric(y_true, y_pred, pos_label="yes", zero_division=0), abs=1e-12)
+        assert q["accuracy_drop"] == pytest.approx((config_reference(tmp_path, record["model"]) - q["accuracy"])
+                                                   / config_reference(tmp_path, record["model"]), abs=1e-12)
+        for group in ("f", "m"):
+            members = [e["prediction"] for e, _ in pairs if e["attributes"]["sex"] == group]
+            entry = q["bias"]["sex"]["subgroups"][group]
+            assert entry["count"] == len(members)
+            assert entry["positive_rate"] == pytest.approx(np.mean([p == "yes" for p in members]), abs=1e-12)
+
+    # accuracy-drop alerts: exactly the state machine over the offline accuracy, in window order
+    expected = []
+    for model, version in {(q["model"], q["version"]) for q in summary.quality}:
+        state = set()
+        reference = config_reference(tmp_path, model)
+        for q in sorted((q for q in summary.quality if (q["model"], q["version"]) == (model, version)),
+                        key=lambda q: q["window_end"]):
+            if q["quality"]["labelled"] < 30 or q["quality"]["labelled_fraction"] < 0.1:
+                continue
+            drop = (reference - q["quality"]["accuracy"]) / reference
+            for severity, threshold in (("critical", 0.10), ("warning", 0.05)):
+                if (drop > threshold) != (severity in state):
+                    (state.add if drop > threshold else state.discard)(severity)
+                    expected.append((model, version, q["window_end"], severity, "firing" if drop > threshold else "resolved"))
+    got = [(a["model"], a["version"], a["window_end"], a["severity"], a["state"])
+           for a in summary.alerts if a["rule"] == "accuracy_drop"]
+    assert sorted(got) == sorted(expected)
+    critical = [a for a in got if a[3] == "critical" and a[4] == "firing"]
+    assert [(a[0], a[1]) for a in critical] == [("alpha", "v1")]
+
+
+def config_reference(tmp_path, model: str) -> float:
+    return ReferenceProfile.load(tmp_path / f"{model}.json").quality["accuracy"]

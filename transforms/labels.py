@@ -1,0 +1,222 @@
+"""Delayed labels joined to their predictions, and model quality per window.
+
+::
+
+    (model, EventBatch) ─┬─ Shard ─┐
+    (model, LabelBatch) ─┴─ Shard ─┴─ Join: stateful per (model, shard) ─ labelled pairs at the
+                                        │  prediction's event time
+                                        └─ dead letters (labels without prediction)
+    labelled pairs + prediction counts ─ SlidingWindows(size, slide), lateness = max delay
+                                       ─ QualityCombine ─ Extract ─> quality records (late panes)
+
+The join keeps ``ampel_monitor.labels.PendingJoin`` per (model, shard) in keyed state,
+with an event-time timer at the next expiry. Pairs are emitted with the prediction's
+event time, so they land in the prediction's windows; a window's quality is re-emitted
+as a late pane whenever labels for it arrive, up to ``labels.max_delay`` after its end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam import pvalue
+from apache_beam.coders import PickleCoder
+from apache_beam.transforms import trigger, window
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.windowed_value import PaneInfoTiming
+
+from ampel_monitor.config import LabelsConfig, ModelConfig, WindowConfig
+from ampel_monitor.events import EventBatch
+from ampel_monitor.labels import LabelBatch, LabelledBatch, PendingJoin, shard_of
+from ampel_monitor.quality import QualitySpec, QualityState
+from ampel_monitor.window import rfc3339
+from transforms.counters import count_dead_letter, count_expired, count_labelled
+from transforms.read import DEAD
+
+__all__ = ["QualityWindows"]
+
+
+def _shard_predictions(element: tuple[str, Any], shards: int) -> Iterator[tuple[tuple[str, int], tuple[str, Any]]]:
+    model, batch = element
+    if not isinstance(batch, EventBatch):
+        return iter(())
+    of = np.fromiter((shard_of(e, shards) for e in batch.event_ids.tolist()), dtype=np.int64, count=len(batch))
+    out = []
+    for shard in np.unique(of):
+        m = of == shard
+        out.append(((model, int(shard)), ("p", EventBatch(
+            batch.model, batch.version, batch.slice_start_ms, batch.timestamps[m], batch.latency_ms[m], batch.error[m],
+            batch.confidence[m], batch.prediction[m], {}, batch.event_ids[m],
+            {name: column[m] for name, column in batch.attributes.items()}))))
+    return iter(out)
+
+
+def _shard_labels(element: tuple[str, LabelBatch], shards: int) -> Iterator[tuple[tuple[str, int], tuple[str, Any]]]:
+    model, batch = element
+    of = np.fromiter((shard_of(e, shards) for e in batch.event_ids.tolist()), dtype=np.int64, count=len(batch))
+    out = []
+    for shard in np.unique(of):
+        m = of == shard
+        sources = tuple(s for s, keep in zip(batch.sources, m) if keep) if batch.sources else ()
+        out.append(((model, int(shard)), ("l", LabelBatch(model, batch.event_ids[m], batch.labels[m],
+                                                         batch.timestamps[m], sources))))
+    return iter(out)
+
+
+class _JoinDoFn(beam.DoFn):
+    PENDING = ReadModifyWriteStateSpec("pending", PickleCoder())
+    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def __init__(self, labels: LabelsConfig, slide_ms: int, sensitive: Mapping[str, tuple[str, ...]]) -> None:
+        self._labels, self._slide_ms, self._sensitive = labels, slide_ms, dict(sensitive)
+
+    def _pending(self, state, model: str) -> PendingJoin:
+        return state.read() or PendingJoin(self._labels.max_delay_ms, self._labels.grace_ms, self._slide_ms,
+                                           self._sensitive.get(model, ()))
+
+    def process(self, element, pending=beam.DoFn.StateParam(PENDING), expiry=beam.DoFn.TimerParam(EXPIRY)):
+        (model, _), (kind, batch) = element
+        join = self._pending(pending, model)
+        pairs, dead = join.add_predictions(batch) if kind == "p" else join.add_labels(batch)
+        pending.write(join)
+        deadline = join.next_deadline()
+        if deadline is not None:
+            expiry.set(Timestamp(micros=deadline * 1000))
+        yield from self._emit(pairs)
+        for letter in dead:
+            count_dead_letter(letter.reason)
+            count_expired(model, 1)  # its prediction waited in vain
+            yield pvalue.TaggedOutput(DEAD, letter.to_dict())
+
+    @on_timer(EXPIRY)
+    def on_expiry(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
+                  pending=beam.DoFn.StateParam(PENDING), expiry=beam.DoFn.TimerParam(EXPIRY)):
+        model, _ = key
+        join = self._pending(pending, model)
+        expired, dead = join.expire(model, fired.micros // 1000)
+        count_expired(model, expired)
+        for letter in dead:
+            count_dead_letter(letter.reason)
+            yield pvalue.TaggedOutput(DEAD, window.TimestampedValue(letter.to_dict(), fired))
+        if len(join):
+            pending.write(join)
+            expiry.set(Timestamp(micros=join.next_deadline() * 1000))
+        else:
+            pending.clear()
+
+    @staticmethod
+    def _emit(pairs: list[LabelledBatch]) -> Iterator[Any]:
+        for pair in pairs:
+            count_labelled(pair.model, len(pair))
+            yield window.TimestampedValue(((pair.model, pair.version), pair), pair.slice_start_ms / 1000)
+
+
+def _prediction_counts(element: tuple[str, Any]) -> Iterator[tuple[tuple[str, str], int]]:
+    model, batch = element
+    if isinstance(batch, EventBatch):
+        yield (model, batch.version), len(batch)
+
+
+class _QualityCombineFn(beam.CombineFn):
+    def __init__(self, specs: Mapping[str, QualitySpec]) -> None:
+        self._specs = dict(specs)
+
+    def create_accumulator(self) -> dict[str, Any]:
+        return {}  # model -> QualityState, created on the first input (the key is not known here)
+
+    def add_input(self, accumulator: dict[str, Any], item: Any) -> dict[str, Any]:
+        model, value = item
+        state = accumulator.get("state")
+        if state is None:
+            state = accumulator["state"] = QualityState(self._specs[model])
+        if isinstance(value, LabelledBatch):
+            subgroups = {name: column for name, column in value.attributes.items()}
+            state.add(value.predictions, value.labels, value.confidence, subgroups)
+        else:
+            state.add_unlabelled(value)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged: dict[str, Any] = {}
+        for accumulator in accumulators:
+            state = accumulator.get("state")
+            if state is None:
+                continue
+            if "state" in merged:
+                merged["state"].merge(state)
+            else:
+                merged["state"] = state
+        return merged
+
+    def extract_output(self, accumulator: dict[str, Any]) -> Any:
+        return accumulator.get("state")
+
+
+class _ExtractQualityDoFn(beam.DoFn):
+    def __init__(self, references: Mapping[str, Mapping[str, float]]) -> None:
+        self._references = dict(references)
+
+    def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        (model, version), state = element
+        if state is None:
+            return
+        quality = state.metrics(self._references.get(model))
+        if not quality.get("labelled"):
+            return  # predictions only, no label yet: nothing to say about quality
+        yield (model, version), {
+            "model": model,
+            "version": version,
+            "window_start": rfc3339(win.start.micros // 1000),
+            "window_end": rfc3339(win.end.micros // 1000),
+            "late": pane.timing == PaneInfoTiming.LATE,
+            "quality": quality,
+        }
+
+
+class QualityWindows(beam.PTransform):
+    """Joins labels to predictions and computes quality per sliding window.
+
+    Applied to ``(predictions, labels)``: keyed ``(model, EventBatch)`` and ``(model,
+    LabelBatch)`` PCollections. Returns ``quality``, ``((model, version), record)`` with
+    record = {model, version, window_start, window_end, late, quality: {...}}, and the
+    dead letters of labels without a prediction.
+    """
+
+    def __init__(self, models: tuple[ModelConfig, ...], references: Mapping[str, Mapping[str, float]],
+                 windows: WindowConfig, labels: LabelsConfig) -> None:
+        super().__init__()
+        self._models, self._references, self._windows, self._labels = models, dict(references), windows, labels
+
+    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> dict[str, beam.PCollection]:
+        predictions, labels = inputs
+        shards, w = self._labels.shards, self._windows
+        specs = {m.id: QualitySpec(m.task, m.positive_label, m.sensitive) for m in self._models}
+        sharded = (
+            (predictions | "ShardPredictions" >> beam.FlatMap(_shard_predictions, shards),
+             labels | "ShardLabels" >> beam.FlatMap(_shard_labels, shards))
+            | "BothSides" >> beam.Flatten()
+            | "Unwindowed" >> beam.WindowInto(window.GlobalWindows())
+        )
+        joined = sharded | "Join" >> beam.ParDo(
+            _JoinDoFn(self._labels, w.slide_ms, {m.id: m.sensitive for m in self._models})).with_outputs(DEAD, main="pairs")
+        counts = predictions | "PredictionCounts" >> beam.FlatMap(_prediction_counts)
+        lateness = Duration(micros=(self._labels.max_delay_ms + w.lateness_ms + 2 * w.slide_ms) * 1000)
+        quality = (
+            (joined.pairs, counts)
+            | "PairsAndCounts" >> beam.Flatten()
+            | "WithModel" >> beam.Map(lambda kv: (kv[0], (kv[0][0], kv[1])))
+            | "QualityWindows" >> beam.WindowInto(
+                window.SlidingWindows(w.size, w.slide),
+                trigger=trigger.DefaultTrigger(),
+                accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+                allowed_lateness=lateness,
+            )
+            | "CombineQuality" >> beam.CombinePerKey(_QualityCombineFn(specs))
+            | "ExtractQuality" >> beam.ParDo(_ExtractQualityDoFn(self._references))
+        )
+        return {"quality": quality, DEAD: joined[DEAD] | "DeadGlobal" >> beam.WindowInto(window.GlobalWindows())}
