@@ -1,0 +1,84 @@
+"""Labels under streaming: labels arriving after their prediction's window fired update it
+through late panes; predictions expire after the maximum delay; a label whose prediction
+expired is dead-lettered."""
+
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_stream import TestStream as BeamTestStream
+from apache_beam.transforms.window import TimestampedValue
+
+from ampel_monitor.config import LabelsConfig, ModelConfig, WindowConfig
+from ampel_monitor.events import EventDecoder, ModelSchema
+from ampel_monitor.labels import LabelBatch
+from drift.profile import ReferenceProfile
+from transforms.counters import REGISTRY
+from transforms.labels import QualityWindows
+from transforms.read import DEAD
+from transforms.sinks import WriteJsonLines
+
+pytestmark = pytest.mark.it
+
+T0 = 1_767_225_600_000
+WINDOWS = WindowConfig(size=120, slide=60, allowed_lateness=60)
+LABELS = LabelsConfig(max_delay=600, grace=60, shards=4)
+
+
+def test_late_labels_update_their_windows_and_waiting_is_bounded(tmp_path):
+    profile = ReferenceProfile.build({"x": np.arange(100.0)})
+    decoder = EventDecoder({"m": ModelSchema.from_profile(profile, "classification")}, WINDOWS.slide_ms)
+    records = [(f"t:{i}", {"event_id": f"e{i}", "model_id": "m", "model_version": "v1", "timestamp": T0 + i * 1000,
+                           "latency_ms": 10.0, "status": "ok", "features": {"x": 1.0},
+                           "prediction": "yes" if i % 2 else "no"}, None) for i in range(40)]
+    found, dead = decoder.decode_records(records)
+    assert not dead
+    predictions = [TimestampedValue((b.model, b), b.slice_start_ms / 1000) for b in found]
+
+    def labels(ids, at_s):
+        batch = LabelBatch("m", np.array([f"e{i}" for i in ids], dtype=object),
+                           np.array(["yes"] * len(ids), dtype=object), np.full(len(ids), T0 + at_s * 1000, dtype=np.int64))
+        return [TimestampedValue(("m", batch), T0 / 1000 + at_s)]
+
+    stream = (
+        BeamTestStream()
+        .advance_watermark_to(T0 / 1000)
+        .add_elements(predictions)                 # 40 predictions in [0, 40 s)
+        .advance_watermark_to(T0 / 1000 + 180)     # [-60, 60) and [0, 120) fire: no labels yet
+        .add_elements(labels(range(20), 170))      # late: 20 labels
+        .advance_watermark_to(T0 / 1000 + 185)
+        .add_elements(labels(range(20, 30), 185))  # late: 10 more
+        .advance_watermark_to(T0 / 1000 + 700)     # the other 10 predictions expire (600 s)
+        .add_elements(labels([35], 700))           # its prediction has expired
+        .advance_watermark_to_infinity()
+    )
+    expired_before = REGISTRY.get_sample_value("ampel_unlabelled_predictions_expired_total", {"model": "m"}) or 0
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    quality_path, dead_path = tmp_path / "quality.jsonl", tmp_path / "dead.jsonl"
+    models = (ModelConfig("m", "classification", "unused", positive_label="yes"),)
+    with beam.Pipeline(options=options) as pipeline:
+        both = pipeline | stream
+        preds = both | "P" >> beam.Filter(lambda kv: not isinstance(kv[1], LabelBatch))
+        labs = both | "L" >> beam.Filter(lambda kv: isinstance(kv[1], LabelBatch))
+        out = (preds, labs) | QualityWindows(models, {"m": {"accuracy": 0.5}}, WINDOWS, LABELS)
+        _ = out["quality"] | beam.Values() | "Q" >> WriteJsonLines(str(quality_path))
+        _ = out[DEAD] | "D" >> WriteJsonLines(str(dead_path))
+
+    panes = [json.loads(line) for line in quality_path.read_text().splitlines()]
+    seen = sorted((p["window_start"], p["late"], p["quality"]["labelled"], p["quality"]["predictions"]) for p in panes)
+    assert seen == [
+        ("2025-12-31T23:59:00Z", True, 20, 40), ("2025-12-31T23:59:00Z", True, 30, 40),
+        ("2026-01-01T00:00:00Z", True, 20, 40), ("2026-01-01T00:00:00Z", True, 30, 40),
+    ]
+    last = max((p for p in panes if p["window_start"] == "2026-01-01T00:00:00Z"), key=lambda p: p["quality"]["labelled"])
+    # labels all "yes": predictions of odd ids were right; ids 0..29 hold 15 odd ones
+    assert last["quality"]["accuracy"] == 15 / 30 and last["quality"]["labelled_fraction"] == 30 / 40
+    dead = [json.loads(line) for line in dead_path.read_text().splitlines()]
+    assert [(d["reason"], json.loads(d["record"])["event_id"]) for d in dead] == [("label_without_prediction", "e35")]
+    expired = REGISTRY.get_sample_value("ampel_unlabelled_predictions_expired_total", {"model": "m"}) - expired_before
+    assert expired == 10
