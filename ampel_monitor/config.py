@@ -167,7 +167,7 @@ class LabelsConfig:
     #: ... and at least this share of the window's predictions labelled.
     min_fraction: float = 0.1
     #: Join shards per model (parallelism and state size per key).
-    shards: int = 16
+    shards: int = 4
 
     @property
     def max_delay_ms(self) -> int:

@@ -192,10 +192,14 @@ class PendingJoin:
         return len(old), dead
 
     def next_deadline(self) -> int | None:
-        """The event time at which ``expire`` next has something to do, or None."""
+        """When ``expire`` next has something to do (event time, rounded up to the next slice
+        boundary so that one call handles a whole slice), or None."""
         times = [v[1] + self.max_delay_ms for v in self.predictions.values()]
         times += [v[1] + self.grace_ms for v in self.labels.values()]
-        return min(times) + 1 if times else None
+        if not times:
+            return None
+        first = min(times) + 1
+        return first + (-first) % self.slide_ms
 
     def __len__(self) -> int:
         return len(self.predictions) + len(self.labels)

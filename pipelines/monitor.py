@@ -34,7 +34,7 @@ from ampel_monitor.window import ModelSpec
 from drift.profile import ReferenceProfile
 from transforms.alerts import EvaluateAlerts
 from transforms.kafka import ReadFromKafka, WriteToKafka
-from transforms.labels import QualityWindows
+from transforms.labels import CompareVersions, QualityWindows
 from transforms.read import DEAD, ReadEventFiles, ReadLabelFiles, ReadResourceFiles
 from transforms.sinks import (
     PostToAlertmanager,
@@ -49,7 +49,7 @@ __all__ = ["OUTPUT_FILES", "KafkaSource", "RunSummary", "build", "load_specs", "
 
 #: Output kind to file name in the output directory.
 OUTPUT_FILES = {"metrics": "metrics.jsonl", "alerts": "alerts.jsonl", "dead_letters": "dead_letters.jsonl",
-                "quality": "quality.jsonl"}
+                "quality": "quality.jsonl", "ab": "ab.jsonl"}
 
 
 def load_profile(path: str, prediction: str | None, confidence: str | None, label: str | None) -> ReferenceProfile:
@@ -160,6 +160,8 @@ def build(
         config.rules, config.min_alert_events, config.drift.min_count, streaming
     )
     dead = [*dead, windowed[DEAD]]
+    baselines = {m.id: m.baseline_version for m in config.models if m.baseline_version}
+    ab = [windowed["metrics"] | "CompareVersions" >> CompareVersions(baselines, "metrics")] if baselines else []
     quality = None
     if label_streams:
         joined = (
@@ -179,6 +181,8 @@ def build(
                  | "QualityAlerts" >> EvaluateAlerts(quality_rules, gates.min_labelled, 0, streaming))
                 | "AllAlerts" >> beam.Flatten()
             )
+        if baselines:
+            ab.append(joined["quality"] | "CompareQuality" >> CompareVersions(baselines, "quality"))
         quality = quality | "UnkeyQuality" >> beam.Values()
     sinks = config.sinks
     if sinks.prometheus is not None:
@@ -195,6 +199,8 @@ def build(
     outputs = {"metrics": metrics, "alerts": alerts, "dead_letters": dead | "AllDeadLetters" >> beam.Flatten()}
     if quality is not None:
         outputs["quality"] = quality
+    if ab:
+        outputs["ab"] = ab | "AllComparisons" >> beam.Flatten()
     if out_dir:
         for kind, pcoll in outputs.items():
             _ = pcoll | f"Write{kind.title().replace('_', '')}" >> WriteJsonLines(str(Path(out_dir) / OUTPUT_FILES[kind]))
@@ -217,6 +223,8 @@ class RunSummary:
     metrics: list[dict[str, Any]]
     #: Quality panes (when labels were given).
     quality: list[dict[str, Any]] = field(default_factory=list)
+    #: A/B comparisons with the baseline versions (when configured).
+    ab: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -262,4 +270,5 @@ def run(
         dead_letters=dead,
         metrics=metrics,
         quality=read_jsonl(out / OUTPUT_FILES["quality"]),
+        ab=read_jsonl(out / OUTPUT_FILES["ab"]),
     )

@@ -17,13 +17,14 @@ as a late pane whenever labels for it arrive, up to ``labels.max_delay`` after i
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 from apache_beam import pvalue
-from apache_beam.coders import PickleCoder
+from apache_beam.coders import BytesCoder
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
@@ -33,12 +34,12 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 from ampel_monitor.config import LabelsConfig, ModelConfig, WindowConfig
 from ampel_monitor.events import EventBatch
 from ampel_monitor.labels import LabelBatch, LabelledBatch, PendingJoin, shard_of
-from ampel_monitor.quality import QualitySpec, QualityState
+from ampel_monitor.quality import QualitySpec, QualityState, compare_versions
 from ampel_monitor.window import rfc3339
 from transforms.counters import count_dead_letter, count_expired, count_labelled
 from transforms.read import DEAD
 
-__all__ = ["QualityWindows"]
+__all__ = ["CompareVersions", "QualityWindows"]
 
 
 def _shard_predictions(element: tuple[str, Any], shards: int) -> Iterator[tuple[tuple[str, int], tuple[str, Any]]]:
@@ -69,21 +70,25 @@ def _shard_labels(element: tuple[str, LabelBatch], shards: int) -> Iterator[tupl
 
 
 class _JoinDoFn(beam.DoFn):
-    PENDING = ReadModifyWriteStateSpec("pending", PickleCoder())
+    # held as bytes: the state cache sizes a bytes object at once, a dict entry by entry
+    PENDING = ReadModifyWriteStateSpec("pending", BytesCoder())
     EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
 
     def __init__(self, labels: LabelsConfig, slide_ms: int, sensitive: Mapping[str, tuple[str, ...]]) -> None:
         self._labels, self._slide_ms, self._sensitive = labels, slide_ms, dict(sensitive)
 
     def _pending(self, state, model: str) -> PendingJoin:
-        return state.read() or PendingJoin(self._labels.max_delay_ms, self._labels.grace_ms, self._slide_ms,
-                                           self._sensitive.get(model, ()))
+        data = state.read()
+        if data:
+            return pickle.loads(data)
+        return PendingJoin(self._labels.max_delay_ms, self._labels.grace_ms, self._slide_ms,
+                           self._sensitive.get(model, ()))
 
     def process(self, element, pending=beam.DoFn.StateParam(PENDING), expiry=beam.DoFn.TimerParam(EXPIRY)):
         (model, _), (kind, batch) = element
         join = self._pending(pending, model)
         pairs, dead = join.add_predictions(batch) if kind == "p" else join.add_labels(batch)
-        pending.write(join)
+        pending.write(pickle.dumps(join, protocol=pickle.HIGHEST_PROTOCOL))
         deadline = join.next_deadline()
         if deadline is not None:
             expiry.set(Timestamp(micros=deadline * 1000))
@@ -104,7 +109,7 @@ class _JoinDoFn(beam.DoFn):
             count_dead_letter(letter.reason)
             yield pvalue.TaggedOutput(DEAD, window.TimestampedValue(letter.to_dict(), fired))
         if len(join):
-            pending.write(join)
+            pending.write(pickle.dumps(join, protocol=pickle.HIGHEST_PROTOCOL))
             expiry.set(Timestamp(micros=join.next_deadline() * 1000))
         else:
             pending.clear()
@@ -220,3 +225,43 @@ class QualityWindows(beam.PTransform):
             | "ExtractQuality" >> beam.ParDo(_ExtractQualityDoFn(self._references))
         )
         return {"quality": quality, DEAD: joined[DEAD] | "DeadGlobal" >> beam.WindowInto(window.GlobalWindows())}
+
+
+def _compare(element: tuple[str, Any], baselines: Mapping[str, str], kind: str,
+             win=beam.DoFn.WindowParam) -> Iterator[dict[str, Any]]:
+    model, records = element
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:  # accumulating panes repeat older records: keep the fullest per version
+        size = record["quality"]["labelled"] if kind == "quality" else record["count"]
+        current = latest.get(record["version"])
+        if current is None or size >= (current["quality"]["labelled"] if kind == "quality" else current["count"]):
+            latest[record["version"]] = record
+    versions = compare_versions(latest, baselines[model])
+    if versions:
+        yield {"model": model, "window_start": rfc3339(win.start.micros // 1000),
+               "window_end": rfc3339(win.end.micros // 1000), "kind": kind, "baseline": baselines[model],
+               "versions": versions}
+
+
+class CompareVersions(beam.PTransform):
+    """A/B per window: every version of a model against its baseline version.
+
+    Applied to keyed window records in their windows (``metrics``: error rate and p95
+    latency; ``quality``: accuracy), it groups the versions of each model and window and
+    yields ``{model, window_start, window_end, kind, baseline, versions: {version:
+    comparison}}`` (``ampel_monitor.quality.compare_versions``), for models with a
+    ``baseline_version``.
+    """
+
+    def __init__(self, baselines: Mapping[str, str], kind: str) -> None:
+        super().__init__()
+        self._baselines, self._kind = dict(baselines), kind
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return (
+            records
+            | "ByModel" >> beam.MapTuple(lambda key, record: (key[0], record))
+            | "WithBaseline" >> beam.Filter(lambda kv, models: kv[0] in models, set(self._baselines))
+            | "Versions" >> beam.GroupByKey()
+            | "Compare" >> beam.FlatMap(_compare, self._baselines, self._kind)
+        )

@@ -39,8 +39,8 @@ def test_waiting_expires_predictions_and_dead_letters_lonely_labels():
     join = PendingJoin(max_delay_ms=10 * MINUTE, grace_ms=2 * MINUTE, slide_ms=MINUTE)
     join.add_predictions(predictions(["a", "b"], [0, 5 * MINUTE]))
     join.add_labels(labels(["x"], [MINUTE]))
-    assert join.next_deadline() == 3 * MINUTE + 1
-    expired, dead = join.expire("m", 3 * MINUTE + 1)
+    assert join.next_deadline() == 4 * MINUTE  # 3 min + 1 ms, rounded up to the slice
+    expired, dead = join.expire("m", 4 * MINUTE)
     assert expired == 0 and [d.reason for d in dead] == ["label_without_prediction"]
     expired, dead = join.expire("m", 10 * MINUTE + 1)
     assert expired == 1 and not dead and set(join.predictions) == {"b"}

@@ -57,7 +57,7 @@ def _setup(tmp_path):
                                resolution=200).save(tmp_path / f"{model}.json")
     config = yaml.safe_load(path.read_text())
     for model in config["models"]:
-        model.update({"positive_label": "yes", "sensitive": ["sex"]})
+        model.update({"positive_label": "yes", "sensitive": ["sex"], "baseline_version": "v1"})
     path.write_text(yaml.safe_dump(config))
     labels = _labels(events)
     with (tmp_path / "labels.jsonl").open("w") as handle:
@@ -124,3 +124,35 @@ def test_quality_per_window_equals_sklearn_on_the_joined_data(tmp_path):
 
 def config_reference(tmp_path, model: str) -> float:
     return ReferenceProfile.load(tmp_path / f"{model}.json").quality["accuracy"]
+
+
+def test_versions_are_compared_with_the_baseline_per_window(tmp_path):
+    from statsmodels.stats.proportion import proportions_ztest
+
+    config, events, labels = _setup(tmp_path)
+    summary = run(config, [str(tmp_path / "events.jsonl")], labels=[str(tmp_path / "labels.jsonl")])
+    metrics = {(m["model"], m["version"], m["window_end"]): m for m in summary.metrics}
+    quality = {(q["model"], q["version"], q["window_end"]): q["quality"] for q in summary.quality}
+    compared = {(r["model"], r["window_end"], r["kind"]): r for r in summary.ab}
+    assert {r["model"] for r in summary.ab} == {"alpha"}  # beta has one version only
+    windows = {(m, end) for m, v, end in metrics if m == "alpha" and v == "v2" and (m, "v1", end) in metrics}
+    assert {(m, end) for m, end, kind in compared if kind == "metrics"} == windows
+    for model, end in windows:
+        v1, v2 = metrics[(model, "v1", end)], metrics[(model, "v2", end)]
+        entry = compared[(model, end, "metrics")]["versions"]["v2"]
+        assert entry["error_rate_difference"] == pytest.approx(v2["error_rate"] - v1["error_rate"], abs=1e-15)
+        assert entry["latency_p95_difference_ms"] == pytest.approx(v2["latency_ms"]["p95"] - v1["latency_ms"]["p95"])
+        if (model, end, "quality") in compared:
+            q1, q2 = quality[(model, "v1", end)], quality[(model, "v2", end)]
+            got = compared[(model, end, "quality")]["versions"]["v2"]
+            assert got["accuracy_difference"] == pytest.approx(q2["accuracy"] - q1["accuracy"], abs=1e-12)
+            _, p = proportions_ztest([q2["correct"], q1["correct"]], [q2["labelled"], q1["labelled"]])
+            assert got["accuracy_pvalue"] == pytest.approx(p, rel=1e-9)
+    # the incident degrades v1 only: in its windows v2 is significantly more accurate
+    incident = [r["versions"]["v2"] for (m, end, kind), r in compared.items() if kind == "quality"
+                and START_MS + (INCIDENT[0] + 2) * MINUTE <= _ms(end) <= START_MS + INCIDENT[1] * MINUTE]
+    assert incident and all(v["accuracy_difference"] > 0 and v["accuracy_pvalue"] < 0.05 for v in incident)
+
+
+def _ms(rfc3339: str) -> int:
+    return int(np.datetime64(rfc3339.replace("Z", ""), "ms").astype(np.int64))
