@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ampel_monitor.config import AlertRule
+from ampel_monitor.events import parse_timestamp
+from ampel_monitor.quality import PageHinkley
 
-__all__ = ["AlertEvaluator", "RULE_VALUES", "rule_value"]
+__all__ = ["AlertEvaluator", "ConceptDriftMonitor", "RULE_VALUES", "rule_value"]
 
 
 def _largest(metrics: Mapping[str, Any], key: str, min_count: float) -> tuple[float | None, str]:
@@ -121,3 +123,53 @@ class AlertEvaluator:
                 }
             )
         return alerts
+
+
+#: Windows need this many labelled predictions to feed the concept-drift test: with fewer,
+#: Page-Hinkley's defaults alarm falsely (docs/statistics.md).
+CONCEPT_MIN_LABELLED = 100
+
+
+class ConceptDriftMonitor:
+    """Concept drift of one model version: Page-Hinkley on the error of successive windows.
+
+    Fed quality records (``transforms.labels``), it takes each non-overlapping window
+    (start aligned to the window size) once, at its first pane with at least
+    ``min_labelled`` labelled predictions, and feeds ``1 - accuracy`` to the detector. A
+    detection fires ``concept_drift`` at info ("retraining recommended"); a second one
+    while it fires raises a warning too. Both resolve at the first window whose accuracy
+    drop is back within ``tolerance``.
+    """
+
+    RULE = "concept_drift"
+
+    def __init__(self, size_ms: int, min_labelled: int = CONCEPT_MIN_LABELLED, tolerance: float = 0.05) -> None:
+        self.size_ms, self.min_labelled, self.tolerance = size_ms, min_labelled, tolerance
+        self.detector = PageHinkley()
+        self.firing: set[str] = set()
+        self.last_end: int | None = None
+
+    def evaluate(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        end = parse_timestamp(record["window_end"])
+        quality = record["quality"]
+        if (end - self.size_ms) % self.size_ms or (self.last_end is not None and end <= self.last_end):
+            return []
+        if quality.get("accuracy") is None or quality["labelled"] < self.min_labelled:
+            return []
+        self.last_end = end
+        drop = quality.get("accuracy_drop")
+        changes = []
+        if self.detector.update(1.0 - quality["accuracy"]):
+            severity = "warning" if "info" in self.firing else "info"
+            if severity not in self.firing:
+                self.firing.add(severity)
+                changes.append((severity, "firing"))
+        elif self.firing and drop is not None and drop <= self.tolerance:
+            changes = [(severity, "resolved") for severity in sorted(self.firing)]
+            self.firing.clear()
+        return [{"model": record["model"], "version": record["version"], "window_start": record["window_start"],
+                 "window_end": record["window_end"], "rule": self.RULE, "severity": severity,
+                 "value": 1.0 - quality["accuracy"], "threshold": self.detector.threshold, "state": state,
+                 "detail": "sustained rise of the error (Page-Hinkley): retraining recommended"
+                           if state == "firing" else "accuracy back within tolerance"}
+                for severity, state in changes]

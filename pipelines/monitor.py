@@ -32,7 +32,7 @@ from ampel_monitor.labels import LabelBatch
 from ampel_monitor.series import window_label
 from ampel_monitor.window import ModelSpec
 from drift.profile import ReferenceProfile
-from transforms.alerts import EvaluateAlerts
+from transforms.alerts import EvaluateAlerts, EvaluateConceptDrift
 from transforms.kafka import ReadFromKafka, WriteToKafka
 from transforms.labels import CompareVersions, QualityWindows
 from transforms.read import DEAD, ReadEventFiles, ReadLabelFiles, ReadResourceFiles
@@ -181,6 +181,8 @@ def build(
                  | "QualityAlerts" >> EvaluateAlerts(quality_rules, gates.min_labelled, 0, streaming))
                 | "AllAlerts" >> beam.Flatten()
             )
+        drift = joined["quality"] | "ConceptDrift" >> EvaluateConceptDrift(config.windows.size_ms, streaming)
+        alerts = (alerts, drift) | "WithConceptDrift" >> beam.Flatten()
         if baselines:
             ab.append(joined["quality"] | "CompareQuality" >> CompareVersions(baselines, "quality"))
         quality = quality | "UnkeyQuality" >> beam.Values()

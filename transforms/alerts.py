@@ -13,10 +13,10 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.timestamp import Timestamp
 
-from ampel_monitor.alerts import AlertEvaluator
+from ampel_monitor.alerts import AlertEvaluator, ConceptDriftMonitor
 from ampel_monitor.config import AlertRule
 
-__all__ = ["EvaluateAlerts"]
+__all__ = ["EvaluateAlerts", "EvaluateConceptDrift"]
 
 
 class _EvaluateAlertsDoFn(beam.DoFn):
@@ -113,4 +113,46 @@ class EvaluateAlerts(beam.PTransform):
             global_metrics
             | "PerVersion" >> beam.GroupByKey()
             | "Evaluate" >> beam.FlatMap(_evaluate_all, self._rules, *self._settings)
+        )
+
+
+class _ConceptDriftDoFn(beam.DoFn):
+    """Streaming: quality panes in arrival order, the monitor kept in keyed state."""
+
+    MONITOR = ReadModifyWriteStateSpec("monitor", PickleCoder())
+
+    def __init__(self, size_ms: int) -> None:
+        self._size_ms = size_ms
+
+    def process(self, element, monitor=beam.DoFn.StateParam(MONITOR)) -> Iterator[dict[str, Any]]:
+        _, record = element
+        current = monitor.read() or ConceptDriftMonitor(self._size_ms)
+        yield from current.evaluate(record)
+        monitor.write(current)
+
+
+def _concept_drift_all(element: tuple[tuple[str, str], Iterable[dict[str, Any]]], size_ms: int) -> Iterator[dict[str, Any]]:
+    """Bounded input: the quality panes of a model version in window order."""
+    _, records = element
+    monitor = ConceptDriftMonitor(size_ms)
+    for record in sorted(records, key=lambda r: (r["window_end"], r["quality"]["labelled"])):
+        yield from monitor.evaluate(record)
+
+
+class EvaluateConceptDrift(beam.PTransform):
+    """Turns ``((model, version), quality record)`` into ``concept_drift`` alerts
+    (``ampel_monitor.alerts.ConceptDriftMonitor``)."""
+
+    def __init__(self, size_ms: int, streaming: bool = False) -> None:
+        super().__init__()
+        self._size_ms, self._streaming = size_ms, streaming
+
+    def expand(self, quality: beam.PCollection) -> beam.PCollection:
+        global_quality = quality | "Global" >> beam.WindowInto(GlobalWindows())
+        if self._streaming:
+            return global_quality | "Evaluate" >> beam.ParDo(_ConceptDriftDoFn(self._size_ms))
+        return (
+            global_quality
+            | "PerVersion" >> beam.GroupByKey()
+            | "Evaluate" >> beam.FlatMap(_concept_drift_all, self._size_ms)
         )

@@ -38,3 +38,38 @@ def test_drift_rules_ignore_small_samples():
 def test_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="unknown alert rule 'p99'"):
         AlertEvaluator([AlertRule("p99", "critical", 1.0)])
+
+
+def _quality(end_minute: int, accuracy: float, labelled: int = 200, reference: float = 0.9) -> dict:
+    from ampel_monitor.window import rfc3339
+
+    end = 1_767_225_600_000 + end_minute * 60_000
+    return {"model": "m", "version": "v1", "window_start": rfc3339(end - 120_000), "window_end": rfc3339(end),
+            "late": False, "quality": {"labelled": labelled, "accuracy": accuracy,
+                                       "accuracy_drop": (reference - accuracy) / reference}}
+
+
+def test_concept_drift_fires_on_a_sustained_rise_of_the_error_and_resolves_when_accuracy_is_back():
+    from ampel_monitor.alerts import ConceptDriftMonitor
+
+    monitor = ConceptDriftMonitor(size_ms=120_000)
+    accuracy = [0.9, 0.91, 0.89, 0.9, 0.9, 0.9, 0.6, 0.6, 0.62, 0.6, 0.9, 0.9]
+    out = []
+    for i, a in enumerate(accuracy):
+        out += [(i, alert["severity"], alert["state"]) for alert in monitor.evaluate(_quality(2 * (i + 1), a))]
+        assert monitor.evaluate(_quality(2 * (i + 1), a)) == []  # each window once
+        assert monitor.evaluate(_quality(2 * (i + 1) + 1, a)) == []  # overlapping windows are not fed
+    assert out[0][1:] == ("info", "firing") and 6 <= out[0][0] <= 8
+    assert out[-1][1:] == ("info", "resolved") and out[-1][0] == 10
+    assert not monitor.evaluate(_quality(40, 0.1, labelled=99))  # too few labels: not fed
+
+
+def test_concept_drift_stays_quiet_on_stationary_windows():
+    import numpy as np
+
+    from ampel_monitor.alerts import ConceptDriftMonitor
+
+    rng = np.random.default_rng(0)
+    monitor = ConceptDriftMonitor(size_ms=120_000)
+    alerts = [a for i in range(300) for a in monitor.evaluate(_quality(2 * (i + 1), rng.binomial(1000, 0.9) / 1000, 1000))]
+    assert alerts == []

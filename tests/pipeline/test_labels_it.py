@@ -121,6 +121,14 @@ def test_quality_per_window_equals_sklearn_on_the_joined_data(tmp_path):
     critical = [a for a in got if a[3] == "critical" and a[4] == "firing"]
     assert [(a[0], a[1]) for a in critical] == [("alpha", "v1")]
 
+    # concept drift: the sustained drop of alpha/v1 only, detected inside the incident, resolved after it
+    drift = [a for a in summary.alerts if a["rule"] == "concept_drift"]
+    assert {(a["model"], a["version"], a["severity"]) for a in drift} == {("alpha", "v1", "info")}
+    fired = next(a for a in drift if a["state"] == "firing")
+    resolved = next(a for a in drift if a["state"] == "resolved")
+    assert START_MS + INCIDENT[0] * MINUTE < _ms(fired["window_end"]) <= START_MS + (INCIDENT[1] + 2) * MINUTE
+    assert _ms(resolved["window_end"]) > START_MS + INCIDENT[1] * MINUTE
+
 
 def config_reference(tmp_path, model: str) -> float:
     return ReferenceProfile.load(tmp_path / f"{model}.json").quality["accuracy"]
