@@ -110,21 +110,17 @@ class AlertPoster:
         return result
 
     def _send(self, alerts: Sequence[Mapping[str, Any]], result: PostResult) -> tuple[str, str]:
-        deadline = self._clock() + self.config.retry.deadline
-        delays = self.config.retry.delays()
-        while True:
+        def post() -> tuple[str, str]:
             # built on every try: a firing alert's end counts from when it is delivered
             body = [payload(a, self.config.firing_timeout, self.config.labels) for a in alerts]
             try:
                 response = self.session.post(self.url, json=body, timeout=self.config.retry.timeout)
-                status, text = response.status_code, f"HTTP {response.status_code}: {response.text.strip()[:500]}"
-                outcome = "ok" if status < 300 else "transient" if status == 429 or status >= 500 else "permanent"
             except requests.RequestException as exc:
-                outcome, text = "transient", f"{type(exc).__name__}: {exc}"[:500]
-            if outcome != "transient":
-                return outcome, text
-            delay = next(delays)
-            if self._clock() + delay > deadline:
-                return "unavailable", f"gave up after {self.config.retry.deadline:g}s: {text}"
-            result.retries += 1
-            self._sleep(delay)
+                return "transient", f"{type(exc).__name__}: {exc}"[:500]
+            status = response.status_code
+            outcome = "ok" if status < 300 else "transient" if status == 429 or status >= 500 else "permanent"
+            return outcome, f"HTTP {status}: {response.text.strip()[:500]}"
+
+        outcome, text, retries = self.config.retry.retry(post, self._sleep, self._clock)
+        result.retries += retries
+        return outcome, text

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,26 @@ class RetryPolicy:
         while True:
             yield delay * (0.5 + 0.5 * rng.random())
             delay = min(delay * 2, self.max_backoff)
+
+    def retry(self, send: Callable[[], tuple[str, str]], sleep: Callable[[float], None],
+              clock: Callable[[], float]) -> tuple[str, str, int]:
+        """Calls ``send`` (which returns ``(outcome, text)``, outcome ``ok``, ``permanent`` or
+        ``transient``) again after each transient outcome, waiting ``delays``, until the next
+        wait would pass the deadline; returns ``(outcome, text, retries)``, outcome
+        ``unavailable`` when it gave up.
+        """
+        deadline = clock() + self.deadline
+        delays = self.delays()
+        retries = 0
+        while True:
+            outcome, text = send()
+            if outcome != "transient":
+                return outcome, text, retries
+            delay = next(delays)
+            if clock() + delay > deadline:
+                return "unavailable", f"gave up after {self.deadline:g}s: {text}", retries
+            retries += 1
+            sleep(delay)
 
 
 @dataclass(frozen=True)

@@ -390,18 +390,23 @@ class BulkWriter:
             return None, True, f"_bulk answered {len(items)} items for {len(batch)} documents"
         return items, False, ""
 
-    def _with_retries(self, call: Callable[[], Any]) -> Any:
-        deadline, delays = self._clock() + self.config.retry.deadline, self.config.retry.delays()
-        while True:
-            try:
-                return call()
-            except self._errors as exc:
-                status = getattr(exc, "status_code", None)
-                left = deadline - self._clock()
-                if (isinstance(status, int) and status != 429 and status < 500) or left <= 0:
-                    raise
-                self._sleep(min(next(delays), left))
+    def _with_retries(self, call: Callable[[], Any]) -> None:
+        """Calls ``call`` until it succeeds, retrying 429, 5xx and connection errors until the
+        deadline; raises the last error otherwise."""
+        errors: list[BaseException] = []
 
+        def attempt() -> tuple[str, str]:
+            try:
+                call()
+            except self._errors as exc:
+                errors.append(exc)
+                status = getattr(exc, "status_code", None)
+                permanent = isinstance(status, int) and status != 429 and status < 500
+                return ("permanent" if permanent else "transient"), str(exc)
+            return "ok", ""
+
+        if self.config.retry.retry(attempt, self._sleep, self._clock)[0] != "ok":
+            raise errors[-1]
 
 def _secret(name: str | None) -> str | None:
     if name is None:

@@ -22,7 +22,7 @@ import json
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ __all__ = [
     "EventDecoder",
     "ModelSchema",
     "ResourceBatch",
+    "checked_records",
     "decode_resources",
     "iter_records",
     "parse_timestamp",
@@ -434,13 +435,14 @@ def _ratio(record: Mapping[str, Any], name: str) -> float:
     return value
 
 
-def decode_resources(
-    records: Iterable[tuple[str, Any, Any]], models: Iterable[str], slide_ms: int
-) -> tuple[list[ResourceBatch], list[DeadLetter]]:
-    """Validates ``(source, record, original)`` resource samples and groups them per (model, slice)."""
+def checked_records(records: Iterable[tuple[str, Any, Any]], models: Iterable[str],
+                    check: Callable[[Mapping[str, Any]], Any], dead: list[DeadLetter]) -> Iterator[tuple[str, str, Any]]:
+    """``(source, model, check(record))`` of each valid ``(source, record, original)``.
+
+    Dead letters in place of records pass through to ``dead``; so do records that are not
+    objects, name no configured model, or make ``check`` raise a rejection.
+    """
     known = set(models)
-    groups: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
-    dead: list[DeadLetter] = []
     for source, record, original in records:
         if isinstance(record, DeadLetter):
             dead.append(record)
@@ -451,13 +453,27 @@ def decode_resources(
             model = _text(record, "model_id")
             if model not in known:
                 raise _Reject("unknown_model", f"model {model!r} is not configured")
-            _text(record, "host")
-            ts = _timestamp(record)
-            gpu = math.nan if record.get("gpu") is None else _ratio(record, "gpu")
-            sample = (_ratio(record, "cpu"), _ratio(record, "memory"), gpu)
+            value = check(record)
         except _Reject as exc:
             dead.append(DeadLetter(exc.reason, exc.detail, source, _show(record, original)))
             continue
+        yield source, model, value
+
+
+def _resource_sample(record: Mapping[str, Any]) -> tuple[int, tuple[float, float, float]]:
+    _text(record, "host")
+    ts = _timestamp(record)
+    gpu = math.nan if record.get("gpu") is None else _ratio(record, "gpu")
+    return ts, (_ratio(record, "cpu"), _ratio(record, "memory"), gpu)
+
+
+def decode_resources(
+    records: Iterable[tuple[str, Any, Any]], models: Iterable[str], slide_ms: int
+) -> tuple[list[ResourceBatch], list[DeadLetter]]:
+    """Validates ``(source, record, original)`` resource samples and groups them per (model, slice)."""
+    groups: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    dead: list[DeadLetter] = []
+    for _, model, (ts, sample) in checked_records(records, models, _resource_sample, dead):
         groups.setdefault((model, ts - ts % slide_ms), []).append(sample)
     batches = []
     for (model, start), samples in groups.items():

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ampel_monitor.events import DeadLetter, EventBatch, _Reject, _show, _text, _timestamp
+from ampel_monitor.events import DeadLetter, EventBatch, _Reject, _text, _timestamp, checked_records
 
 __all__ = ["LabelBatch", "LabelledBatch", "PendingJoin", "decode_labels", "shard_of"]
 
@@ -78,33 +78,23 @@ def shard_of(event_id: str, shards: int) -> int:
     return zlib.crc32(event_id.encode("utf-8")) % shards
 
 
+def _label(record: Mapping[str, Any]) -> tuple[str, Any, int]:
+    event_id = _text(record, "event_id")
+    label = record.get("label")
+    if label is None:
+        raise _Reject("missing_field", "label is missing")
+    if isinstance(label, bool) or not isinstance(label, (str, int, float)):
+        raise _Reject("bad_type", f"label must be a class or a number, got {label!r}")
+    if isinstance(label, float) and not math.isfinite(label):
+        raise _Reject("non_finite", f"label is {label!r}")
+    return event_id, label, _timestamp(record)
+
+
 def decode_labels(records: Iterable[tuple[str, Any, Any]], models: Iterable[str]) -> tuple[list[LabelBatch], list[DeadLetter]]:
     """Validates ``(source, record, original)`` label events and groups them per model."""
-    known = set(models)
     groups: dict[str, list[tuple[str, Any, int, str]]] = {}
     dead: list[DeadLetter] = []
-    for source, record, original in records:
-        if isinstance(record, DeadLetter):
-            dead.append(record)
-            continue
-        try:
-            if not isinstance(record, dict):
-                raise _Reject("malformed", f"expected an object, got {type(record).__name__}")
-            model = _text(record, "model_id")
-            if model not in known:
-                raise _Reject("unknown_model", f"model {model!r} is not configured")
-            event_id = _text(record, "event_id")
-            label = record.get("label")
-            if label is None:
-                raise _Reject("missing_field", "label is missing")
-            if isinstance(label, bool) or not isinstance(label, (str, int, float)):
-                raise _Reject("bad_type", f"label must be a class or a number, got {label!r}")
-            if isinstance(label, float) and not math.isfinite(label):
-                raise _Reject("non_finite", f"label is {label!r}")
-            ts = _timestamp(record)
-        except _Reject as exc:
-            dead.append(DeadLetter(exc.reason, exc.detail, source, _show(record, original)))
-            continue
+    for source, model, (event_id, label, ts) in checked_records(records, models, _label, dead):
         groups.setdefault(model, []).append((event_id, label, ts, source))
     batches = []
     for model, rows in groups.items():

@@ -178,21 +178,17 @@ class RemoteWriter:
     def _send(self, samples: list[Sample], result: WriteResult) -> tuple[str, str]:
         """One request, retried while transient; ``(outcome, text)``."""
         body = encode(samples)
-        deadline = self._clock() + self.config.retry.deadline
-        delays = self.config.retry.delays()
-        while True:
+
+        def post() -> tuple[str, str]:
             try:
                 response = self.session.post(self.config.url, data=body, timeout=self.config.retry.timeout)
-                outcome, text = classify(response.status_code, response.text), f"HTTP {response.status_code}: {response.text.strip()[:500]}"
             except requests.RequestException as exc:
-                outcome, text = "transient", f"{type(exc).__name__}: {exc}"[:500]
-            if outcome != "transient":
-                return outcome, text
-            delay = next(delays)
-            if self._clock() + delay > deadline:
-                return "unavailable", f"gave up after {self.config.retry.deadline:g}s: {text}"
-            result.retries += 1
-            self._sleep(delay)
+                return "transient", f"{type(exc).__name__}: {exc}"[:500]
+            return classify(response.status_code, response.text), f"HTTP {response.status_code}: {response.text.strip()[:500]}"
+
+        outcome, text, retries = self.config.retry.retry(post, self._sleep, self._clock)
+        result.retries += retries
+        return outcome, text
 
 
 def _dead_letter(metrics: Mapping[str, Any], reason: str, text: str) -> dict[str, str]:
