@@ -16,8 +16,10 @@ import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.services import PORT_OFFSET
+
 ROOT = Path(__file__).resolve().parents[2]
-PORT, CONTROLLER_PORT = 39092, 39093
+PORT, CONTROLLER_PORT = 39092 + PORT_OFFSET, 39093 + PORT_OFFSET
 BOOTSTRAP = f"127.0.0.1:{PORT}"
 
 

@@ -27,7 +27,7 @@ from ampel_monitor.elastic import (
     sample,
 )
 from ampel_monitor.window import rfc3339
-from tests.services import Elasticsearch
+from tests.services import PORT_OFFSET, Elasticsearch
 
 DAY_MS = 86_400_000
 #: 2026-01-01T00:00:00Z
@@ -333,7 +333,7 @@ def test_a_document_against_the_mapping_is_dead_lettered_and_the_rest_written(el
 
 @pytest.fixture(scope="module")
 def opensearch() -> Iterator[Elasticsearch]:
-    node = Elasticsearch(dist="opensearch", port=39201, transport_port=39301)
+    node = Elasticsearch(dist="opensearch", port=39201 + PORT_OFFSET, transport_port=39301 + PORT_OFFSET)
     node.stop(wipe=True)  # a node left over from an interrupted run
     node.start()
     yield node
