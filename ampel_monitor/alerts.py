@@ -1,7 +1,8 @@
 """Alert rules over window metrics: fire on entering the alert state, resolve on leaving it.
 
-Each rule reads one value of a ``WindowMetrics`` record (``RULE_VALUES``) and is in
-alert while that value is strictly above its threshold. Per (model, version, rule,
+Each rule reads one value of a ``WindowMetrics`` or quality record (``RULE_VALUES``)
+and is in alert while that value is strictly above its threshold (below, for the
+rules of ``BELOW_RULES``). Per (model, version, rule,
 severity), windows are evaluated in window order: an alert is emitted when the state
 changes (``firing`` when it enters, ``resolved`` when it leaves), never repeated while
 it persists. Windows with fewer events than the configured minimum, and rules whose
@@ -20,7 +21,7 @@ from ampel_monitor.config import AlertRule
 from ampel_monitor.events import parse_timestamp
 from ampel_monitor.quality import PageHinkley
 
-__all__ = ["AlertEvaluator", "ConceptDriftMonitor", "RULE_VALUES", "rule_value"]
+__all__ = ["AlertEvaluator", "ConceptDriftMonitor", "QUALITY_RULES", "RULE_VALUES", "rule_value"]
 
 
 def _largest(metrics: Mapping[str, Any], key: str, min_count: float) -> tuple[float | None, str]:
@@ -48,6 +49,34 @@ def _accuracy_drop(metrics: Mapping[str, Any]) -> tuple[float | None, str]:
     return quality.get("accuracy_drop"), "accuracy drop against the reference"
 
 
+#: A disparate impact ratio below the threshold counts only when the positive rates of the
+#: lowest and highest subgroups differ at this significance level (two-proportion z-test).
+BIAS_SIGNIFICANCE = 0.001
+
+
+def _disparate_impact(metrics: Mapping[str, Any], threshold: float) -> tuple[float | None, str]:
+    """The smallest significant ratio below the threshold; else, while some ratio below it is
+    not significant, None (inconclusive: the alert state stays); else the smallest ratio."""
+    bias = (metrics.get("quality") or {}).get("bias") or {}
+    ratios = [(entry["disparate_impact_ratio"], entry["disparate_impact_pvalue"], name)
+              for name, entry in sorted(bias.items()) if entry.get("disparate_impact_ratio") is not None]
+    significant = [(r, name) for r, p, name in ratios if r >= threshold or p < BIAS_SIGNIFICANCE]
+    inconclusive = len(significant) < len(ratios)
+    if not significant or (inconclusive and min(significant)[0] >= threshold):
+        return None, ""
+    ratio, name = min(significant)
+    rates = {group: e["positive_rate"] for group, e in bias[name]["subgroups"].items() if not e["small"]}
+    low, high = min(rates, key=rates.__getitem__), max(rates, key=rates.__getitem__)
+    return ratio, (f"attribute {name}: positive rate {rates[low]:.3g} of subgroup {low} "
+                   f"against {rates[high]:.3g} of {high}")
+
+
+def _importance_shift(metrics: Mapping[str, Any]) -> tuple[float | None, str]:
+    importance = metrics.get("importance") or {}
+    top = sorted(importance, key=lambda name: importance[name]["rank"])[:5]
+    return metrics.get("importance_rank_change"), f"top features now {', '.join(top)}"
+
+
 def _resources(metrics: Mapping[str, Any]) -> tuple[float | None, str]:
     resources = metrics.get("resources")
     if not resources:
@@ -57,21 +86,25 @@ def _resources(metrics: Mapping[str, Any]) -> tuple[float | None, str]:
     return value, f"mean {name} utilisation"
 
 
-#: Rule name to the function reading its value (and a detail) from window metrics and
-#: the least count of values a drift statistic needs.
-RULE_VALUES: dict[str, Callable[[Mapping[str, Any], float], tuple[float | None, str]]] = {
-    "latency_p95": lambda m, _: _latency_p95(m),
-    "error_rate": lambda m, _: _error_rate(m),
-    "accuracy_drop": lambda m, _: _accuracy_drop(m),
-    "data_drift": lambda m, n: _largest(m, "psi", n),
-    "feature_drift": lambda m, n: _largest(m, "js", n),
-    "resource_utilisation": lambda m, _: _resources(m),
+#: Rule name to the function reading its value (and a detail) from window metrics, the
+#: least count of values a drift statistic needs and the rule's threshold.
+RULE_VALUES: dict[str, Callable[[Mapping[str, Any], float, float], tuple[float | None, str]]] = {
+    "latency_p95": lambda m, n, t: _latency_p95(m),
+    "error_rate": lambda m, n, t: _error_rate(m),
+    "accuracy_drop": lambda m, n, t: _accuracy_drop(m),
+    "data_drift": lambda m, n, t: _largest(m, "psi", n),
+    "feature_drift": lambda m, n, t: _largest(m, "js", n),
+    "resource_utilisation": lambda m, n, t: _resources(m),
+    "importance_shift": lambda m, n, t: _importance_shift(m),
+    "disparate_impact": lambda m, n, t: _disparate_impact(m, t),
 }
+#: The rules that read quality records (the others read window metrics).
+QUALITY_RULES = frozenset({"accuracy_drop", "disparate_impact"})
 
 
-def rule_value(rule: str, metrics: Mapping[str, Any], min_drift_count: float = 0) -> tuple[float | None, str]:
-    """The value a rule reads from one window's metrics, and what it is."""
-    return RULE_VALUES[rule](metrics, min_drift_count)
+def rule_value(rule: AlertRule, metrics: Mapping[str, Any], min_drift_count: float = 0) -> tuple[float | None, str]:
+    """The value a rule reads from one window's metrics (None: unknown), and what it is."""
+    return RULE_VALUES[rule.name](metrics, min_drift_count, rule.threshold)
 
 
 class AlertEvaluator:
@@ -100,11 +133,11 @@ class AlertEvaluator:
             return []
         alerts = []
         for rule in self.rules:
-            value, detail = rule_value(rule.name, metrics, self.min_drift_count)
+            value, detail = rule_value(rule, metrics, self.min_drift_count)
             if value is None:
                 continue
             key = (rule.name, rule.severity)
-            breached = value > rule.threshold
+            breached = value < rule.threshold if rule.below else value > rule.threshold
             if breached == (key in self.firing):
                 continue
             (self.firing.add if breached else self.firing.discard)(key)

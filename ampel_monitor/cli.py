@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ampel_monitor import __version__
-from ampel_monitor.io import read_columns
+from ampel_monitor.io import read_columns, read_reference
 from drift.base import STAT_TESTS
 from drift.profile import ReferenceProfile
 from drift.report import DriftPolicy, DriftReport, drift_report, sketch_columns
@@ -61,7 +61,7 @@ def _build_profile(path: str, args: argparse.Namespace) -> ReferenceProfile:
     numeric, categorical = _names(args.numeric), _names(args.categorical)
     special = [c for c in (args.prediction, args.confidence, args.label) if c]
     wanted = None if numeric is None and categorical is None else [*(numeric or []), *(categorical or []), *special]
-    columns = read_columns(path, wanted, categorical=categorical or ())
+    columns, attributions = read_reference(path, wanted, categorical=categorical or ())
     try:
         return ReferenceProfile.build(
             columns,
@@ -72,6 +72,7 @@ def _build_profile(path: str, args: argparse.Namespace) -> ReferenceProfile:
             label=args.label,
             resolution=args.resolution,
             max_categories=args.max_categories,
+            attributions=attributions,
         )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None

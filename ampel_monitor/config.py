@@ -44,6 +44,7 @@ __all__ = [
     "ElasticsearchSink",
     "KafkaConfig",
     "KafkaTopics",
+    "BELOW_RULES",
     "DEFAULT_RULES",
     "LabelsConfig",
     "ModelConfig",
@@ -116,8 +117,17 @@ class AlertRule:
     name: str
     #: "critical", "warning" or "info".
     severity: str
-    #: The rule fires while the metric is strictly above this.
+    #: The rule fires while the metric is strictly above this (below, for ``BELOW_RULES``).
     threshold: float
+
+    @property
+    def below(self) -> bool:
+        """Whether the rule fires below its threshold rather than above."""
+        return self.name in BELOW_RULES
+
+
+#: Rules in alert while their value is strictly below the threshold.
+BELOW_RULES = frozenset({"disparate_impact"})
 
 
 #: The default rules of the operating spec.
@@ -129,6 +139,8 @@ DEFAULT_RULES = (
     AlertRule("data_drift", "warning", 0.2),  # the largest feature PSI
     AlertRule("resource_utilisation", "warning", 0.8),
     AlertRule("feature_drift", "info", 0.1),  # the largest feature Jensen-Shannon distance
+    AlertRule("importance_shift", "info", 0.15),  # top-5 rank change of feature importance
+    AlertRule("disparate_impact", "warning", 0.8),  # below: the four-fifths rule
 )
 
 

@@ -8,14 +8,15 @@ Decisions:
 
 * **Daily indices behind one alias per kind.** A document of kind ``k`` goes to
   ``<prefix>-<k>-YYYY.MM.DD``, the UTC day of its ``@timestamp`` (the window end for
-  metrics and alerts, the event time for decisions, the write time for dead letters);
+  metrics, quality, A/B comparisons and alerts, the event time for decisions, the write time for dead letters);
   the index templates of ``deploy/elasticsearch`` (index pattern ``<prefix>-<k>-*``)
   give every such index its mapping and the alias ``<prefix>-<k>``, which is what
   readers query. Old days are dropped by deleting whole indices (no ILM: the
   integ-test distributions lack it).
 * **Deterministic ids**, the SHA-1 of a stable key, so that a re-write (a replayed
   bundle, a retried batch) replaces a document instead of adding one: metrics by
-  (model, version, window_start, window_end), alerts by (model, version, rule, severity,
+  (model, version, window_start, window_end), quality the same, A/B comparisons by
+  (model, kind, window_start, window_end), alerts by (model, version, rule, severity,
   window_end, state), decisions by (model, event_id), dead letters by (reason, source,
   record). Times in keys are normalised to epoch milliseconds. Since the index of a
   metric, alert or decision follows from its key, it is always the same index; a dead
@@ -26,7 +27,8 @@ Decisions:
   replaces the earlier one, and an older pane arriving after a newer one gets a 409
   version conflict, which means the newer pane is already there: counted as
   ``superseded``, not an error. Two panes with the same count (a late pane with labels
-  only) may replace each other in either order.
+  only) may replace each other in either order. Quality panes are versioned the same
+  way by their ``labelled`` count, A/B comparisons by their pane index.
 * **Retry classification.** Per item: 2xx is written; 429, 5xx and
   ``es_rejected_execution_exception`` are transient and retried; any other status (a
   mapping error, a bad document) is permanent and becomes a dead letter with reason
@@ -78,18 +80,26 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 #: The kinds of documents, each with its index template, daily indices and alias.
-KINDS = ("metrics", "alerts", "decisions", "dead_letters")
+KINDS = ("metrics", "quality", "ab", "alerts", "decisions", "dead_letters")
 #: The index templates, ``<kind>.json`` (``_index_template`` bodies for the prefix ``ampel``).
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "elasticsearch"
 
 #: The fields of a document's id, per kind.
 _ID_FIELDS = {
     "metrics": ("model", "version", "window_start", "window_end"),
+    "quality": ("model", "version", "window_start", "window_end"),
+    "ab": ("model", "kind", "window_start", "window_end"),
     "alerts": ("model", "version", "rule", "severity", "window_end", "state"),
     "decisions": ("model", "event_id"),
     "dead_letters": ("reason", "source", "record"),
 }
 _TIME_FIELDS = ("window_start", "window_end")
+#: The external version of a document, per kind that has one: (its field, its value).
+_VERSIONS = {
+    "metrics": lambda record: ("count", record["count"]),
+    "quality": lambda record: ("quality.labelled", record["quality"]["labelled"]),
+    "ab": lambda record: ("pane", record.get("pane", 0)),
+}
 _RETRYABLE_TYPES = ("es_rejected_execution_exception:",)
 _DETAIL_CHARS = 1000
 
@@ -195,7 +205,7 @@ class WriteStats:
 class _Document:
     index: str
     id: str
-    #: The external version (window metrics only).
+    #: The external version (window records only).
     version: int | None
     #: The document as JSON.
     source: str
@@ -323,17 +333,17 @@ class BulkWriter:
         return dead
 
     def _document(self, kind: str, record: Mapping[str, Any], now_ms: int) -> _Document:
-        if kind in ("metrics", "alerts"):
+        if kind in ("metrics", "quality", "ab", "alerts"):
             timestamp = parse_timestamp(record["window_end"])
         elif kind == "decisions":
             timestamp = parse_timestamp(record["timestamp"])
         else:
             timestamp = now_ms
         version = None
-        if kind == "metrics":
-            version = record["count"]
+        if kind in _VERSIONS:
+            field, version = _VERSIONS[kind](record)
             if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-                raise ValueError(f"count should be a non-negative integer (the external version), got {version!r}")
+                raise ValueError(f"{field} should be a non-negative integer (the external version), got {version!r}")
         source = _to_json({**record, "@timestamp": rfc3339(timestamp)})
         return _Document(index_name(self.config.index_prefix, kind, timestamp), document_id(kind, record), version, source)
 

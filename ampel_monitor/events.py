@@ -88,6 +88,18 @@ class EventBatch:
     event_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     #: Per sensitive attribute of the model, each event's subgroup (object, None when absent).
     attributes: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: Per profiled feature, each event's absolute attribution (float64): 0 where an event's
+    #: attributions leave the feature out, NaN for events without attributions. Empty when
+    #: no event of the batch carries attributions.
+    attributions: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def take(self, keep: np.ndarray) -> EventBatch:
+        """The events selected by ``keep`` (a boolean mask or indices), features left out."""
+        return EventBatch(
+            self.model, self.version, self.slice_start_ms, self.timestamps[keep], self.latency_ms[keep],
+            self.error[keep], self.confidence[keep], self.prediction[keep], {}, self.event_ids[keep],
+            {name: column[keep] for name, column in self.attributes.items()},
+            {name: column[keep] for name, column in self.attributions.items()})
 
     def __len__(self) -> int:
         return int(self.timestamps.size)
@@ -311,7 +323,7 @@ class EventDecoder:
                 else prediction is None or type(prediction) is str
             )
             and type(record.get("attributes", {})) is dict
-            and record.get("attributions") is None
+            and type(record.get("attributions") or {}) is dict
         ):
             return (model, version, ts, latency, error, math.nan if confidence is None else confidence, prediction,
                     features, event_id)
@@ -388,6 +400,7 @@ class EventDecoder:
                     if isinstance(value, (dict, list)) or (isinstance(value, float) and not math.isfinite(value)):
                         bad.setdefault(i, ("bad_type", f"feature {name!r} must be a category, got {value!r}"))
             columns[name] = values
+        attributions = _attributions(rows, (*schema.numeric, *schema.categorical), bad)
         dead = [DeadLetter(reason, detail, rows[i][9], _show(rows[i][10], rows[i][11])) for i, (reason, detail) in sorted(bad.items())]
         keep = None
         if bad:
@@ -396,6 +409,7 @@ class EventDecoder:
             if not keep.any():
                 return None, dead
             columns = {name: column[keep] for name, column in columns.items()}
+            attributions = {name: column[keep] for name, column in attributions.items()}
         predictions = [row[6] for row in rows]
         prediction = (
             np.array([math.nan if p is None else p for p in predictions], dtype=np.float64)
@@ -417,10 +431,38 @@ class EventDecoder:
                         for name in schema.sensitive},
         )
         if keep is not None:
-            batch = EventBatch(model, version, start, batch.timestamps[keep], batch.latency_ms[keep], batch.error[keep],
-                               batch.confidence[keep], batch.prediction[keep], columns, batch.event_ids[keep],
-                               {name: column[keep] for name, column in batch.attributes.items()})
+            kept = batch.take(keep)
+            batch = EventBatch(model, version, start, kept.timestamps, kept.latency_ms, kept.error, kept.confidence,
+                               kept.prediction, columns, kept.event_ids, kept.attributes, attributions)
+        elif attributions:
+            batch = EventBatch(model, version, start, batch.timestamps, batch.latency_ms, batch.error, batch.confidence,
+                               batch.prediction, columns, batch.event_ids, batch.attributes, attributions)
         return batch, dead
+
+
+def _attributions(rows: list[tuple], names: tuple[str, ...], bad: dict[int, tuple[str, str]]) -> dict[str, np.ndarray]:
+    """Absolute attributions per profiled feature (see ``EventBatch.attributions``); a
+    non-number or non-finite attribution rejects its event (into ``bad``)."""
+    maps = [row[10].get("attributions") for row in rows]
+    if not any(maps):
+        return {}
+    carried = np.fromiter((m is not None for m in maps), dtype=bool, count=len(maps))
+    matrix = _feature_matrix([m or {} for m in maps], names)
+    columns = {}
+    for j, name in enumerate(names):
+        values = matrix[:, j]
+        if not set(map(type, values)) <= {float, int, type(None)}:
+            for i, value in enumerate(values):
+                if value is not None and (isinstance(value, bool) or not isinstance(value, _NUMBER)):
+                    bad.setdefault(i, ("bad_type", f"attribution of {name!r} must be a number, got {value!r}"))
+                    values[i] = None
+        numbers = np.abs(values.astype(np.float64))
+        for i in np.flatnonzero(~np.isfinite(numbers) & (values != None)):  # noqa: E711 (element-wise)
+            bad.setdefault(int(i), ("non_finite", f"attribution of {name!r} is {values[i]!r}"))
+        numbers[~np.isfinite(numbers)] = 0.0
+        numbers[~carried] = np.nan
+        columns[name] = numbers
+    return columns
 
 
 def _attribute(record: Mapping[str, Any], name: str) -> str | None:

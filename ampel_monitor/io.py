@@ -125,3 +125,35 @@ def read_columns(
 ) -> dict[str, Column]:
     """Reads a file into kernel columns (see ``arrow_to_columns``)."""
     return arrow_to_columns(read_table(path), names, str(path), categorical)
+
+
+#: Reference data columns named ``attributions.<feature>`` hold per-row feature
+#: attributions (a nested ``attributions`` object is flattened into them).
+ATTRIBUTIONS = "attributions."
+
+
+def read_reference(
+    path: str | Path, names: Sequence[str] | None = None, categorical: Collection[str] = ()
+) -> tuple[dict[str, Column], dict[str, np.ndarray]]:
+    """Reads reference data: its columns (see ``arrow_to_columns``) and, apart, its
+    attributions by feature (``ATTRIBUTIONS`` columns, as numbers).
+
+    Raises:
+        ValueError: naming the file and column, if a wanted column is absent or unusable.
+    """
+    table = read_table(path)
+    if "attributions" in table.column_names and pa.types.is_struct(table.column("attributions").type):
+        nested = table.column("attributions").combine_chunks()
+        table = table.drop_columns(["attributions"])
+        for i in range(nested.type.num_fields):
+            table = table.append_column(ATTRIBUTIONS + nested.type.field(i).name, nested.field(i))
+    attributed = [name for name in table.column_names if name.startswith(ATTRIBUTIONS)]
+    attributions = {}
+    for name in attributed:
+        data = table.column(name)
+        if not (_is_numeric_type(data.type) or pa.types.is_null(data.type)):
+            raise ValueError(f"{path}: column {name!r} has type {data.type}, attributions must be numbers")
+        attributions[name[len(ATTRIBUTIONS):]] = pc.cast(data, pa.float64()).to_numpy(zero_copy_only=False)
+    table = table.drop_columns(attributed)
+    return arrow_to_columns(table, names, str(path), categorical), attributions
+

@@ -434,7 +434,9 @@ class QualityState:
           ``equal_opportunity_difference`` (max - min TPR, over those subgroups that
           have positive labels; fairlearn would count a TPR of 0 for the others),
           ``disparate_impact_ratio`` (min / max positive rate; None when no subgroup
-          has a positive prediction) and ``four_fifths_violated`` (ratio < 0.8).
+          has a positive prediction), ``disparate_impact_pvalue`` (the two-proportion
+          z-test of the positive rates of those two subgroups: how likely a ratio this
+          far from 1 is by chance alone) and ``four_fifths_violated`` (ratio < 0.8).
 
         Args:
             reference: the reference metrics (``accuracy``, ``mae``), if any.
@@ -582,7 +584,7 @@ def _subgroup(matrix: np.ndarray, positive: int, binary: bool, min_subgroup: int
 
 def _disparity(eligible: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = dict.fromkeys(("demographic_parity_difference", "equal_opportunity_difference",
-                                         "disparate_impact_ratio", "four_fifths_violated"))
+                                         "disparate_impact_ratio", "disparate_impact_pvalue", "four_fifths_violated"))
     if len(eligible) < 2:
         return out
     rates = [s["positive_rate"] for s in eligible]
@@ -593,6 +595,10 @@ def _disparity(eligible: list[dict[str, Any]]) -> dict[str, Any]:
     if max(rates) > 0:
         out["disparate_impact_ratio"] = min(rates) / max(rates)
         out["four_fifths_violated"] = out["disparate_impact_ratio"] < FOUR_FIFTHS
+        low, high = eligible[rates.index(min(rates))], eligible[rates.index(max(rates))]
+        out["disparate_impact_pvalue"] = _json_float(two_proportion_ztest(
+            round(low["positive_rate"] * low["count"]), low["count"],
+            round(high["positive_rate"] * high["count"]), high["count"])[1])
     return out
 
 

@@ -146,14 +146,15 @@ class RemoteWriter:
             self.session.headers["Authorization"] = f"Bearer {os.environ[config.bearer_token_env]}"
         self._sleep, self._clock = sleep, clock
 
-    def write(self, windows: Sequence[Mapping[str, Any]]) -> WriteResult:
-        """Delivers the samples of ``windows`` (WindowMetrics records) in batches of at most
-        ``batch_size`` series; returns what happened. Never raises for server or network trouble."""
+    def write(self, windows: Sequence[Mapping[str, Any]], kind: str = "metrics") -> WriteResult:
+        """Delivers the samples of ``windows`` (records of ``kind``: see ``series.window_series``)
+        in batches of at most ``batch_size`` series; returns what happened. Never raises for
+        server or network trouble."""
         result = WriteResult()
         batch: list[tuple[Mapping[str, Any], list[Sample]]] = []
         size = 0
         for metrics in windows:
-            samples = window_series(metrics, self.window)
+            samples = window_series(metrics, self.window, kind)
             if batch and size + len(samples) > self.config.batch_size:
                 self._deliver(batch, result)
                 batch, size = [], 0
@@ -192,6 +193,6 @@ class RemoteWriter:
 
 
 def _dead_letter(metrics: Mapping[str, Any], reason: str, text: str) -> dict[str, str]:
-    source = f"prometheus:{metrics['model']}/{metrics['version']}@{metrics['window_end']}"
+    source = f"prometheus:{metrics['model']}/{metrics.get('version', '*')}@{metrics['window_end']}"
     return {"reason": reason, "detail": text, "source": source,
             "record": json.dumps(metrics, separators=(",", ":"), default=str)}

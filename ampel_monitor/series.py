@@ -84,6 +84,34 @@ SERIES: dict[str, str] = {
     "ampel_resource_memory_max_ratio": "Largest memory utilisation sample.",
     "ampel_resource_gpu_mean_ratio": "Mean GPU utilisation (0-1), where hosts report one.",
     "ampel_resource_gpu_max_ratio": "Largest GPU utilisation sample.",
+    "ampel_feature_importance": "Mean absolute attribution of a feature over the window's attributed predictions.",
+    "ampel_feature_importance_rank": "Rank of a feature by mean absolute attribution (1 = most important).",
+    "ampel_feature_importance_rank_change": "Change of the top-5 features against the profile's (0 same order - 1 none in common).",
+    "ampel_labelled_predictions": "Predictions of the window whose label has arrived.",
+    "ampel_labelled_ratio": "Labelled predictions / predictions of the window.",
+    "ampel_precision_ratio": "Precision of the labelled predictions (binary: positive class; else macro).",
+    "ampel_recall_ratio": "Recall of the labelled predictions (binary: positive class; else macro).",
+    "ampel_f1_ratio": "F1 score of the labelled predictions (binary: positive class; else macro).",
+    "ampel_brier_score": "Brier score of the labelled binary predictions with a confidence.",
+    "ampel_log_loss": "Log loss (natural log) of the labelled binary predictions with a confidence.",
+    "ampel_mae": "Mean absolute error of the labelled regression predictions.",
+    "ampel_rmse": "Root mean squared error of the labelled regression predictions.",
+    "ampel_mape_ratio": "Mean absolute percentage error (a ratio) of the labelled regression predictions.",
+    "ampel_mae_increase_ratio": "Rise of the MAE against the reference MAE, relative (0.1 = 10 % higher).",
+    "ampel_bias_demographic_parity_difference": "Largest minus smallest positive-prediction rate across the subgroups of an attribute.",
+    "ampel_bias_equal_opportunity_difference": "Largest minus smallest true-positive rate across the subgroups of an attribute.",
+    "ampel_bias_disparate_impact_ratio": "Smallest / largest positive-prediction rate across the subgroups of an attribute.",
+    "ampel_bias_disparate_impact_pvalue": "p-value of the two-proportion z-test of those two subgroups' positive rates.",
+    "ampel_subgroup_labelled_predictions": "Labelled predictions of a subgroup of a sensitive attribute.",
+    "ampel_subgroup_accuracy_ratio": "Accuracy of a subgroup's labelled predictions.",
+    "ampel_subgroup_positive_ratio": "Share of a subgroup's labelled predictions that are the positive class.",
+    "ampel_subgroup_tpr_ratio": "True-positive rate of a subgroup.",
+    "ampel_subgroup_fpr_ratio": "False-positive rate of a subgroup.",
+    "ampel_ab_error_ratio_difference": "Error rate of a version minus its baseline version's.",
+    "ampel_ab_error_ratio_pvalue": "p-value of the two-proportion z-test of the error rates.",
+    "ampel_ab_latency_p95_difference_seconds": "p95 latency of a version minus its baseline version's.",
+    "ampel_ab_accuracy_difference": "Accuracy of a version minus its baseline version's.",
+    "ampel_ab_accuracy_pvalue": "p-value of the two-proportion z-test of the accuracies.",
 }
 
 _LATENCY = ("p50", "p90", "p95", "p99", "max")
@@ -141,9 +169,10 @@ def _values(metrics: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, str]
                 yield name, {"feature": feature}, entry[key]
     yield "ampel_drifted_features", {}, len(metrics["drifted_features"])
     yield "ampel_drifted_features_ratio", {}, metrics["share_drifted"]
-    quality = metrics.get("quality") or {}
-    yield "ampel_accuracy_ratio", {}, quality.get("accuracy")
-    yield "ampel_accuracy_drop_ratio", {}, quality.get("accuracy_drop")
+    for feature, entry in (metrics.get("importance") or {}).items():
+        yield "ampel_feature_importance", {"feature": feature}, entry["mean_abs"]
+        yield "ampel_feature_importance_rank", {"feature": feature}, entry["rank"]
+    yield "ampel_feature_importance_rank_change", {}, metrics.get("importance_rank_change")
     resources = metrics.get("resources") or {}
     yield "ampel_resource_samples", {}, resources.get("samples")
     for kind in ("cpu", "memory", "gpu"):
@@ -151,17 +180,73 @@ def _values(metrics: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, str]
             yield f"ampel_resource_{kind}_{stat}_ratio", {}, resources.get(f"{kind}_{stat}")
 
 
-def window_series(metrics: Mapping[str, Any], window: str) -> list[Sample]:
-    """The samples of one ``WindowMetrics`` record, timestamped at its window end.
+_QUALITY = {
+    "labelled": "ampel_labelled_predictions",
+    "labelled_fraction": "ampel_labelled_ratio",
+    "accuracy": "ampel_accuracy_ratio",
+    "accuracy_drop": "ampel_accuracy_drop_ratio",
+    "precision": "ampel_precision_ratio",
+    "recall": "ampel_recall_ratio",
+    "f1": "ampel_f1_ratio",
+    "brier": "ampel_brier_score",
+    "log_loss": "ampel_log_loss",
+    "mae": "ampel_mae",
+    "rmse": "ampel_rmse",
+    "mape": "ampel_mape_ratio",
+    "mae_increase": "ampel_mae_increase_ratio",
+}
+_BIAS = ("demographic_parity_difference", "equal_opportunity_difference", "disparate_impact_ratio",
+         "disparate_impact_pvalue")
+_SUBGROUP = {"count": "labelled_predictions", "accuracy": "accuracy_ratio", "positive_rate": "positive_ratio",
+             "tpr": "tpr_ratio", "fpr": "fpr_ratio"}
+
+
+def _quality_values(record: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, str], Any]]:
+    quality = record["quality"]
+    for key, name in _QUALITY.items():
+        yield name, {}, quality.get(key)
+    for attribute, bias in (quality.get("bias") or {}).items():
+        for key in _BIAS:
+            yield f"ampel_bias_{key}", {"attribute": attribute}, bias.get(key)
+        for subgroup, entry in bias["subgroups"].items():
+            for key, name in _SUBGROUP.items():
+                yield f"ampel_subgroup_{name}", {"attribute": attribute, "subgroup": subgroup}, entry.get(key)
+
+
+def _ab_values(record: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, str], Any]]:
+    for version, entry in record["versions"].items():
+        labels = {"version": version, "baseline": record["baseline"]}
+        if record["kind"] == "metrics":
+            yield "ampel_ab_error_ratio_difference", labels, entry["error_rate_difference"]
+            yield "ampel_ab_error_ratio_pvalue", labels, entry["error_rate_pvalue"]
+            p95 = entry["latency_p95_difference_ms"]
+            yield "ampel_ab_latency_p95_difference_seconds", labels, None if p95 is None else p95 / 1000.0
+        else:
+            yield "ampel_ab_accuracy_difference", labels, entry["accuracy_difference"]
+            yield "ampel_ab_accuracy_pvalue", labels, entry["accuracy_pvalue"]
+
+
+def window_series(metrics: Mapping[str, Any], window: str, kind: str = "metrics") -> list[Sample]:
+    """The samples of one window record, timestamped at its window end.
+
+    A record's n-th pane (its ``pane`` field, quality and A/B records) is written at
+    the window end + n milliseconds, so that a later pane of a window is a newer
+    sample, never a duplicate of an older one at the same time.
 
     Args:
-        metrics: the record.
+        metrics: the record: ``WindowMetrics`` (kind ``metrics``), a quality record
+            (``quality``) or an A/B comparison (``ab``, whose versions carry their own
+            ``version`` label and a ``baseline`` label).
         window: the ``window`` label (see ``window_label``).
+        kind: which record ``metrics`` is.
     """
-    timestamp = _epoch_ms(metrics["window_end"])
-    base = {"model": metrics["model"], "version": metrics["version"], "window": window}
+    timestamp = _epoch_ms(metrics["window_end"]) + int(metrics.get("pane") or 0)
+    base = {"model": metrics["model"], "window": window}
+    if kind != "ab":
+        base["version"] = metrics["version"]
+    values = {"metrics": _values, "quality": _quality_values, "ab": _ab_values}[kind](metrics)
     samples = []
-    for name, extra, value in _values(metrics):
+    for name, extra, value in values:
         if value is None:
             continue
         value = float(value)

@@ -2,7 +2,8 @@
 
 One ``ModelAccumulator`` holds, per model version: event and error counts, a latency
 and a confidence quantile sketch, the share of unsure confidences, the confidence,
-prediction and feature distributions on the bins of the model's reference profile;
+prediction and feature distributions on the bins of the model's reference profile,
+the sums of absolute feature attributions;
 and, for the model's hosts, resource utilisation sums and maxima. A slice is one
 accumulator; a window is the merge of its slices. State is O(bins), never O(events).
 
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ampel_monitor.events import EventBatch, ResourceBatch
+from ampel_monitor.quality import attribution_importance, rank_change
 from drift.profile import ReferenceProfile
 from drift.report import DriftPolicy, FeatureState, feature_drift
 from sketches.ddsketch import DDSketch
@@ -26,6 +28,8 @@ __all__ = ["ModelAccumulator", "ModelSpec", "ResourceState", "VersionState", "rf
 
 LATENCY_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 CONFIDENCE_QUANTILES = (0.1, 0.5, 0.9)
+#: The length of the top-feature lists compared by the importance rank change.
+IMPORTANCE_TOP_K = 5
 
 
 def rfc3339(epoch_ms: int) -> str:
@@ -85,7 +89,8 @@ class ResourceState:
 class VersionState:
     """Every sketch of one model version."""
 
-    __slots__ = ("count", "errors", "latency", "confidence", "unsure", "confidence_hist", "prediction", "features")
+    __slots__ = ("count", "errors", "latency", "confidence", "unsure", "confidence_hist", "prediction", "features",
+                 "attributed", "attributions")
 
     def __init__(self, spec: ModelSpec) -> None:
         profile = spec.profile
@@ -97,6 +102,8 @@ class VersionState:
         self.confidence_hist = profile.confidence.new_state() if profile.confidence else None
         self.prediction: FeatureState | None = profile.prediction.new_state() if profile.prediction else None
         self.features: dict[str, FeatureState] = {name: f.new_state() for name, f in profile.features.items()}
+        self.attributed = 0  # events that carry attributions
+        self.attributions = np.zeros(len(profile.features))  # sums of |attribution|, in profile feature order
 
     def add(self, batch: EventBatch, spec: ModelSpec) -> None:
         self.count += len(batch)
@@ -112,6 +119,10 @@ class VersionState:
             self.prediction.add_many(batch.prediction)
         for name, state in self.features.items():
             state.add_many(batch.features[name])
+        if batch.attributions:
+            columns = [batch.attributions[name] for name in self.features]
+            self.attributed += int(np.count_nonzero(~np.isnan(columns[0])))
+            self.attributions += [np.nansum(column) for column in columns]
 
     def merge(self, other: VersionState) -> None:
         self.count += other.count
@@ -125,6 +136,21 @@ class VersionState:
             self.prediction.merge(other.prediction)  # type: ignore[arg-type]
         for name, state in self.features.items():
             state.merge(other.features[name])  # type: ignore[arg-type]
+        self.attributed += other.attributed
+        self.attributions += other.attributions
+
+    def importance(self, spec: ModelSpec) -> tuple[dict[str, dict[str, Any]] | None, float | None]:
+        """Feature importance (mean |attribution| and rank per feature) and its rank change
+        against the profile's importance (``rank_change`` of the top 5); None when unknown."""
+        if not self.attributed:
+            return None, None
+        importance = attribution_importance(dict(zip(self.features, self.attributions.tolist())), self.attributed)
+        reference = spec.profile.importance
+        if not reference:
+            return importance, None
+        ranks = attribution_importance(dict(reference), 1)
+        return importance, rank_change({n: e["rank"] for n, e in importance.items()},
+                                       {n: e["rank"] for n, e in ranks.items()}, IMPORTANCE_TOP_K)
 
 
 class ModelAccumulator:
@@ -185,6 +211,7 @@ class ModelAccumulator:
                 if state.confidence_hist is not None and spec.profile.confidence is not None:
                     confidence["drift"] = feature_drift(spec.profile.confidence, state.confidence_hist, spec.policy).to_dict()
             drifted = [name for name, d in drifts.items() if d.drifted]
+            importance, importance_change = state.importance(spec)
             out.append(
                 {
                     "model": spec.model,
@@ -202,6 +229,9 @@ class ModelAccumulator:
                     "share_drifted": len(drifted) / len(drifts) if drifts else 0.0,
                     "prediction_drift": prediction,
                     "resources": resources,
+                    "attributed": state.attributed,
+                    "importance": importance,
+                    "importance_rank_change": importance_change,
                     "late": late,
                 }
             )
@@ -216,5 +246,7 @@ def _empty_like(state: VersionState) -> VersionState:
     clone.confidence_hist = state.confidence_hist.empty_like() if state.confidence_hist is not None else None
     clone.prediction = state.prediction.empty_like() if state.prediction is not None else None
     clone.features = {name: s.empty_like() for name, s in state.features.items()}
+    clone.attributed = 0
+    clone.attributions = np.zeros_like(state.attributions)
     return clone
 

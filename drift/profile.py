@@ -243,6 +243,9 @@ class ReferenceProfile:
     quality: Mapping[str, float] = field(default_factory=dict)
     #: When the profile was built (RFC 3339, UTC).
     created_at: str = ""
+    #: Reference feature importance: feature to its mean absolute attribution (when the
+    #: reference data carries attributions).
+    importance: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -255,6 +258,7 @@ class ReferenceProfile:
         label: str | None = None,
         resolution: int = 1000,
         max_categories: int = 50,
+        attributions: Mapping[str, Column] | None = None,
     ) -> ReferenceProfile:
         """Profiles a reference data set.
 
@@ -269,6 +273,9 @@ class ReferenceProfile:
             label: the column of ground-truth labels, if any (needs ``prediction``).
             resolution: the number of reference quantile steps of the KS bins.
             max_categories: the most categories kept per categorical feature.
+            attributions: per feature, the reference rows' attributions (numbers; a
+                missing one counts 0): the reference importance is their mean
+                absolute value. Features without a profile are left out.
 
         Raises:
             ValueError: naming the column, if one is unknown, empty or of the wrong kind.
@@ -296,8 +303,17 @@ class ReferenceProfile:
         if confidence:
             conf = build_feature_profile(confidence, columns[confidence], "numeric", resolution, max_categories)
         quality = _quality(columns[prediction], columns[label]) if label and prediction else {}
+        importance = {}
+        for name, column in (attributions or {}).items():
+            if name in features:
+                if not isinstance(column, np.ndarray) or column.dtype.kind not in "fiu":
+                    raise ValueError(f"attributions of {name!r} must be numbers")
+                values = np.abs(column.astype(np.float64))
+                if not np.isfinite(values[~np.isnan(values)]).all():
+                    raise ValueError(f"attributions of {name!r}: non-finite values")
+                importance[name] = float(np.nansum(values) / values.size) if values.size else 0.0
         created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-        return cls(features, rows, pred, conf, quality, created.replace("+00:00", "Z"))  # type: ignore[arg-type]
+        return cls(features, rows, pred, conf, quality, created.replace("+00:00", "Z"), importance)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -309,6 +325,7 @@ class ReferenceProfile:
             "prediction": self.prediction.to_dict() if self.prediction else None,
             "confidence": self.confidence.to_dict() if self.confidence else None,
             "quality": dict(self.quality),
+            "importance": dict(self.importance),
         }
 
     @classmethod
@@ -332,6 +349,7 @@ class ReferenceProfile:
             confidence,
             {k: float(v) for k, v in (data.get("quality") or {}).items()},
             str(data.get("created_at", "")),
+            {k: float(v) for k, v in (data.get("importance") or {}).items()},
         )
 
     def to_json(self) -> str:

@@ -25,9 +25,10 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from ampel_monitor.alerts import QUALITY_RULES
 from ampel_monitor.config import Config, LabelsConfig
 from ampel_monitor.events import ModelSchema
-from ampel_monitor.io import read_columns
+from ampel_monitor.io import read_reference
 from ampel_monitor.labels import LabelBatch
 from ampel_monitor.series import window_label
 from ampel_monitor.window import ModelSpec
@@ -69,7 +70,7 @@ def load_profile(path: str, prediction: str | None, confidence: str | None, labe
                 return ReferenceProfile.from_dict(document)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"{path}: invalid reference profile: {exc}") from None
-    columns = read_columns(path)
+    columns, attributions = read_reference(path)
     present = set(columns)
     try:
         return ReferenceProfile.build(
@@ -77,6 +78,7 @@ def load_profile(path: str, prediction: str | None, confidence: str | None, labe
             prediction=prediction if prediction in present else None,
             confidence=confidence if confidence in present else None,
             label=label if label in present else None,
+            attributions=attributions,
         )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
@@ -161,7 +163,7 @@ def build(
     )
     dead = [*dead, windowed[DEAD]]
     baselines = {m.id: m.baseline_version for m in config.models if m.baseline_version}
-    ab = [windowed["metrics"] | "CompareVersions" >> CompareVersions(baselines, "metrics")] if baselines else []
+    ab = [windowed["metrics"] | "CompareVersions" >> CompareVersions(baselines, "metrics", slide_ms)] if baselines else []
     quality = None
     if label_streams:
         joined = (
@@ -172,7 +174,7 @@ def build(
         dead.append(joined[DEAD])
         quality = joined["quality"]
         gates = config.labels or LabelsConfig()
-        quality_rules = [r for r in config.rules if r.name == "accuracy_drop"]
+        quality_rules = [r for r in config.rules if r.name in QUALITY_RULES]
         if quality_rules:
             alerts = (
                 (alerts, quality
@@ -184,25 +186,26 @@ def build(
         drift = joined["quality"] | "ConceptDrift" >> EvaluateConceptDrift(config.windows.size_ms, streaming)
         alerts = (alerts, drift) | "WithConceptDrift" >> beam.Flatten()
         if baselines:
-            ab.append(joined["quality"] | "CompareQuality" >> CompareVersions(baselines, "quality"))
+            ab.append(joined["quality"] | "CompareQuality" >> CompareVersions(baselines, "quality", slide_ms))
         quality = quality | "UnkeyQuality" >> beam.Values()
+    comparisons = ab | "AllComparisons" >> beam.Flatten() if ab else None
+    windows = {"metrics": metrics}
+    if quality is not None:
+        windows["quality"] = quality
+    if comparisons is not None:
+        windows["ab"] = comparisons
     sinks = config.sinks
     if sinks.prometheus is not None:
-        dead.append(metrics | "ToPrometheus" >> WriteToPrometheus(sinks.prometheus, window_label(config.windows.size)))
+        dead.append(windows | "ToPrometheus" >> WriteToPrometheus(sinks.prometheus, window_label(config.windows.size)))
     if sinks.alertmanager is not None:
         dead.append(alerts | "ToAlertmanager" >> PostToAlertmanager(sinks.alertmanager))
     if sinks.elasticsearch is not None:
-        documents = {"metrics": metrics, "alerts": alerts,
-                     "dead_letters": dead | "DeadLettersToIndex" >> beam.Flatten()}
+        documents = {**windows, "alerts": alerts, "dead_letters": dead | "DeadLettersToIndex" >> beam.Flatten()}
         if sinks.elasticsearch.decision_log.enabled:
             share = sinks.elasticsearch.decision_log.sample
             documents["decisions"] = batches | "DecisionLog" >> beam.FlatMap(decision_records, share)
         dead.append(documents | "ToElasticsearch" >> WriteToElasticsearch(sinks.elasticsearch))
-    outputs = {"metrics": metrics, "alerts": alerts, "dead_letters": dead | "AllDeadLetters" >> beam.Flatten()}
-    if quality is not None:
-        outputs["quality"] = quality
-    if ab:
-        outputs["ab"] = ab | "AllComparisons" >> beam.Flatten()
+    outputs = {**windows, "alerts": alerts, "dead_letters": dead | "AllDeadLetters" >> beam.Flatten()}
     if out_dir:
         for kind, pcoll in outputs.items():
             _ = pcoll | f"Write{kind.title().replace('_', '')}" >> WriteJsonLines(str(Path(out_dir) / OUTPUT_FILES[kind]))

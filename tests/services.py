@@ -126,7 +126,7 @@ class Elasticsearch:
     def __init__(self, dist: str = "elasticsearch", port: int = ES_PORT, transport_port: int = ES_TRANSPORT_PORT) -> None:
         # the node runs as its own user, which reaches the cache but not pytest's tmp dirs
         self.env = {"ES_DIST": dist, "ES_PORT": str(port), "ES_TRANSPORT_PORT": str(transport_port),
-                    "ES_DATA": str(CACHE / f"test-{dist}-data")}
+                    "ES_DATA": str(CACHE / f"test-{dist}-data{f'-{PORT_OFFSET}' if PORT_OFFSET else ''}")}
         self.url = f"http://127.0.0.1:{port}"
 
     def start(self) -> None:

@@ -50,10 +50,7 @@ def _shard_predictions(element: tuple[str, Any], shards: int) -> Iterator[tuple[
     out = []
     for shard in np.unique(of):
         m = of == shard
-        out.append(((model, int(shard)), ("p", EventBatch(
-            batch.model, batch.version, batch.slice_start_ms, batch.timestamps[m], batch.latency_ms[m], batch.error[m],
-            batch.confidence[m], batch.prediction[m], {}, batch.event_ids[m],
-            {name: column[m] for name, column in batch.attributes.items()}))))
+        out.append(((model, int(shard)), ("p", batch.take(m))))
     return iter(out)
 
 
@@ -163,8 +160,8 @@ class _QualityCombineFn(beam.CombineFn):
 
 
 class _ExtractQualityDoFn(beam.DoFn):
-    def __init__(self, references: Mapping[str, Mapping[str, float]]) -> None:
-        self._references = dict(references)
+    def __init__(self, references: Mapping[str, Mapping[str, float]], slide_ms: int) -> None:
+        self._references, self._slide_ms = dict(references), slide_ms
 
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         (model, version), state = element
@@ -179,8 +176,14 @@ class _ExtractQualityDoFn(beam.DoFn):
             "window_start": rfc3339(win.start.micros // 1000),
             "window_end": rfc3339(win.end.micros // 1000),
             "late": pane.timing == PaneInfoTiming.LATE,
+            "pane": _pane(pane, self._slide_ms),
             "quality": quality,
         }
+
+
+def _pane(pane, slide_ms: int) -> int:
+    """The pane's index, at most ``slide_ms - 1`` (``series.window_series`` offsets by it)."""
+    return min(int(pane.index), slide_ms - 1)
 
 
 class QualityWindows(beam.PTransform):
@@ -222,13 +225,13 @@ class QualityWindows(beam.PTransform):
                 allowed_lateness=lateness,
             )
             | "CombineQuality" >> beam.CombinePerKey(_QualityCombineFn(specs))
-            | "ExtractQuality" >> beam.ParDo(_ExtractQualityDoFn(self._references))
+            | "ExtractQuality" >> beam.ParDo(_ExtractQualityDoFn(self._references, w.slide_ms))
         )
         return {"quality": quality, DEAD: joined[DEAD] | "DeadGlobal" >> beam.WindowInto(window.GlobalWindows())}
 
 
-def _compare(element: tuple[str, Any], baselines: Mapping[str, str], kind: str,
-             win=beam.DoFn.WindowParam) -> Iterator[dict[str, Any]]:
+def _compare(element: tuple[str, Any], baselines: Mapping[str, str], kind: str, slide_ms: int,
+             win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam) -> Iterator[dict[str, Any]]:
     model, records = element
     latest: dict[str, dict[str, Any]] = {}
     for record in records:  # accumulating panes repeat older records: keep the fullest per version
@@ -240,7 +243,7 @@ def _compare(element: tuple[str, Any], baselines: Mapping[str, str], kind: str,
     if versions:
         yield {"model": model, "window_start": rfc3339(win.start.micros // 1000),
                "window_end": rfc3339(win.end.micros // 1000), "kind": kind, "baseline": baselines[model],
-               "versions": versions}
+               "pane": _pane(pane, slide_ms), "versions": versions}
 
 
 class CompareVersions(beam.PTransform):
@@ -253,9 +256,9 @@ class CompareVersions(beam.PTransform):
     ``baseline_version``.
     """
 
-    def __init__(self, baselines: Mapping[str, str], kind: str) -> None:
+    def __init__(self, baselines: Mapping[str, str], kind: str, slide_ms: int) -> None:
         super().__init__()
-        self._baselines, self._kind = dict(baselines), kind
+        self._baselines, self._kind, self._slide_ms = dict(baselines), kind, slide_ms
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         return (
@@ -263,5 +266,5 @@ class CompareVersions(beam.PTransform):
             | "ByModel" >> beam.MapTuple(lambda key, record: (key[0], record))
             | "WithBaseline" >> beam.Filter(lambda kv, models: kv[0] in models, set(self._baselines))
             | "Versions" >> beam.GroupByKey()
-            | "Compare" >> beam.FlatMap(_compare, self._baselines, self._kind)
+            | "Compare" >> beam.FlatMap(_compare, self._baselines, self._kind, self._slide_ms)
         )

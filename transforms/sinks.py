@@ -120,13 +120,19 @@ class _RemoteWriteDoFn(_BufferedSinkDoFn):
         self._writer = RemoteWriter(self._config, self._window)
 
     def _deliver(self, elements: list[Any]) -> tuple[int, int, list[dict[str, str]]]:
-        result = self._writer.write(elements)
-        return result.samples, result.retries, result.dead_letters
+        samples, retries, dead = 0, 0, []
+        for kind in sorted({kind for kind, _ in elements}):
+            result = self._writer.write([record for k, record in elements if k == kind], kind)
+            samples, retries, dead = samples + result.samples, retries + result.retries, dead + result.dead_letters
+        return samples, retries, dead
 
 
 class WriteToPrometheus(beam.PTransform):
-    """Window metrics to Prometheus by remote write; returns the dead letters of what was
+    """Window records to Prometheus by remote write; returns the dead letters of what was
     rejected or could not be delivered before the retry deadline.
+
+    Applied to window metrics, or to a mapping of kind (``metrics``, ``quality``, ``ab``)
+    to its PCollection of records (``ampel_monitor.series.window_series``).
 
     Args:
         config: the sink's config.
@@ -137,9 +143,16 @@ class WriteToPrometheus(beam.PTransform):
         super().__init__()
         self._config, self._window = config, window
 
-    def expand(self, metrics: beam.PCollection) -> beam.PCollection:
-        written = metrics | "RemoteWrite" >> beam.ParDo(_RemoteWriteDoFn(self._config, self._window)).with_outputs(DEAD)
-        return written[DEAD] | "Global" >> beam.WindowInto(GlobalWindows())
+    def expand(self, inputs: beam.PCollection | Mapping[str, beam.PCollection]) -> beam.PCollection:
+        if isinstance(inputs, beam.PCollection):
+            inputs = {"metrics": inputs}
+        tagged = [pcoll
+                  | f"Tag{kind.title()}" >> beam.Map(lambda record, kind=kind: (kind, record))
+                  | f"Global{kind.title()}" >> beam.WindowInto(GlobalWindows())
+                  for kind, pcoll in sorted(inputs.items())]
+        written = (tagged | "AllRecords" >> beam.Flatten()
+                   | "RemoteWrite" >> beam.ParDo(_RemoteWriteDoFn(self._config, self._window)).with_outputs(DEAD))
+        return written[DEAD]
 
 
 class _PostAlertsDoFn(_BufferedSinkDoFn):

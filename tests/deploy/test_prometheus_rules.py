@@ -7,12 +7,12 @@ import re
 import yaml
 
 from ampel_monitor.alertmanager import alert_name
-from ampel_monitor.config import DEFAULT_RULES
+from ampel_monitor.config import BELOW_RULES, DEFAULT_RULES
 from tests.deploy.tools import ROOT, run_tool
 
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
-#: The threshold of a rule's expression: the number after a strict `>` (not `>=`).
-_ABOVE = re.compile(r">\s*(\d+(?:\.\d+)?)")
+#: The threshold of a rule's expression: the number after a strict `>` or `<` (not `>=`).
+_STRICT = re.compile(r"[<>]\s*(\d+(?:\.\d+)?)")
 
 
 def _alerts() -> list[dict]:
@@ -46,6 +46,8 @@ def test_every_default_rule_has_an_alert_with_its_threshold():
         rule, severity = alert["labels"]["rule"], alert["labels"]["severity"]
         assert alert["alert"] == alert_name(rule)  # the pipeline's own alertname
         threshold = float(alert["annotations"]["threshold"])
-        assert [float(x) for x in _ABOVE.findall(alert["expr"])] == [threshold], alert["expr"]
+        gates = "\n".join(line for line in alert["expr"].splitlines() if "pvalue" not in line)
+        assert [float(x) for x in _STRICT.findall(gates)] == [threshold], alert["expr"]
+        assert (" < " in alert["expr"]) == (rule in BELOW_RULES), alert["expr"]
         found.add((rule, severity, threshold))
     assert found == {(r.name, r.severity, r.threshold) for r in DEFAULT_RULES}

@@ -89,3 +89,29 @@ def test_refuses_foreign_documents():
     document = ReferenceProfile.build({"x": np.arange(10.0)}).to_dict()
     with pytest.raises(ValueError, match="unsupported profile version 99"):
         ReferenceProfile.from_dict({**document, "version": 99})
+
+
+def test_importance_is_the_mean_absolute_attribution_of_profiled_features():
+    rng = np.random.default_rng(3)
+    data = sample()
+    attributions = {"age": rng.normal(0, 2, 2000), "score": np.where(rng.random(2000) < 0.2, np.nan, 1.0),
+                     "unknown": np.ones(2000)}
+    profile = ReferenceProfile.build(data, prediction="pred", attributions=attributions)
+    assert profile.importance == {"age": pytest.approx(np.mean(np.abs(attributions["age"]))),
+                                  "score": pytest.approx(np.nansum(attributions["score"]) / 2000)}
+    assert ReferenceProfile.from_json(profile.to_json()).importance == profile.importance
+    with pytest.raises(ValueError, match="attributions of 'age': non-finite"):
+        ReferenceProfile.build(data, attributions={"age": np.full(2000, np.inf)})
+
+
+def test_reference_data_with_nested_attributions(tmp_path):
+    from ampel_monitor.io import read_reference
+
+    path = tmp_path / "reference.jsonl"
+    rows = [{"age": 30 + i, "pred": "yes", "attributions": {"age": (-1) ** i * i}} for i in range(10)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    columns, attributions = read_reference(path)
+    assert sorted(columns) == ["age", "pred"] and attributions["age"].tolist() == [(-1) ** i * i for i in range(10)]
+    profile = ReferenceProfile.build(columns, prediction="pred", attributions=attributions)
+    assert profile.importance == {"age": 4.5}
+

@@ -73,3 +73,38 @@ def test_concept_drift_stays_quiet_on_stationary_windows():
     monitor = ConceptDriftMonitor(size_ms=120_000)
     alerts = [a for i in range(300) for a in monitor.evaluate(_quality(2 * (i + 1), rng.binomial(1000, 0.9) / 1000, 1000))]
     assert alerts == []
+
+
+def _bias(end, *ratios_pvalues):
+    bias = {f"a{i}": {"disparate_impact_ratio": r, "disparate_impact_pvalue": p,
+                      "subgroups": {"f": {"positive_rate": 0.1 * (r or 0), "small": False},
+                                    "m": {"positive_rate": 0.1, "small": False}}}
+            for i, (r, p) in enumerate(ratios_pvalues)}
+    return {"model": "m", "version": "v", "window_start": f"s{end}", "window_end": f"e{end:02d}", "count": 100,
+            "quality": {"bias": bias}}
+
+
+def test_disparate_impact_fires_below_the_threshold_when_significant_and_holds_while_inconclusive():
+    evaluator = AlertEvaluator([AlertRule("disparate_impact", "warning", 0.8)])
+    windows = [
+        _bias(0, (0.9, 0.5)),                 # fine
+        _bias(1, (0.5, 0.01)),                # low but not significant: inconclusive, stays quiet
+        _bias(2, (0.5, 0.0001), (0.9, 0.5)),  # significant: fires, the value is the low attribute's
+        _bias(3, (0.7, 0.2), (0.95, 0.5)),    # inconclusive: keeps firing
+        _bias(4, (0.8, 0.2)),                 # at the threshold: resolves
+        _bias(5, (None, None)),               # no ratio: nothing
+    ]
+    changes = [[(a["state"], a["value"]) for a in evaluator.evaluate(w)] for w in windows]
+    assert changes == [[], [], [("firing", 0.5)], [], [("resolved", 0.8)], []]
+
+
+def test_importance_shift_reads_the_rank_change():
+    evaluator = AlertEvaluator([AlertRule("importance_shift", "info", 0.15)])
+    def w(end, change):
+        return {"model": "m", "version": "v", "window_start": "s", "window_end": f"e{end}", "count": 100,
+                "importance": {"a": {"rank": 2}, "b": {"rank": 1}}, "importance_rank_change": change}
+    (alert,) = evaluator.evaluate(w(1, 0.2))
+    assert (alert["state"], alert["value"], alert["detail"]) == ("firing", 0.2, "top features now b, a")
+    assert evaluator.evaluate(w(2, None)) == []
+    assert [a["state"] for a in evaluator.evaluate(w(3, 0.15))] == ["resolved"]
+

@@ -29,7 +29,8 @@ def test_defaults_follow_the_operating_spec(tmp_path, base):
     assert rules == {("latency_p95", "critical"): 1.0, ("error_rate", "critical"): 0.01,
                      ("accuracy_drop", "critical"): 0.10, ("accuracy_drop", "warning"): 0.05,
                      ("data_drift", "warning"): 0.2, ("resource_utilisation", "warning"): 0.8,
-                     ("feature_drift", "info"): 0.1}
+                     ("feature_drift", "info"): 0.1, ("importance_shift", "info"): 0.15,
+                     ("disparate_impact", "warning"): 0.8}
     assert config.rules == DEFAULT_RULES
     assert config.drift.thresholds == {"psi": 0.2, "js": 0.1}
     assert config.models[0].reference == str(tmp_path / "p.json")

@@ -76,3 +76,27 @@ def test_resource_samples():
     (batch,) = batches
     assert batch.cpu.tolist() == [0.5, 0.7] and batch.memory.tolist() == [0.25, 0.5]
     assert math.isnan(batch.gpu[0]) and batch.gpu[1] == 0.9
+
+
+def test_attributions_become_absolute_columns_per_profiled_feature():
+    decoder = EventDecoder({"m": SCHEMA}, slide_ms=60_000)
+    batches, dead = decoder.decode_records([
+        ("s:1", record(1, attributions={"x": -0.5, "c": 2, "zz": 9.0}), None),
+        ("s:2", record(2, attributions={"x": 0.25}), None),
+        ("s:3", record(3), None),
+        ("s:4", record(4, attributions={"x": "big"}), None),
+        ("s:5", record(5, attributions={"c": float("inf")}), None),
+        ("s:6", record(6, attributions=[1.0]), None),
+    ])
+    assert sorted((d.source, d.reason) for d in dead) == [("s:4", "bad_type"), ("s:5", "non_finite"), ("s:6", "bad_type")]
+    (batch,) = batches
+    assert batch.event_ids.tolist() == ["e1", "e2", "e3"]
+    assert batch.attributions["x"][:2].tolist() == [0.5, 0.25] and math.isnan(batch.attributions["x"][2])
+    assert batch.attributions["c"][:2].tolist() == [2.0, 0.0] and set(batch.attributions) == {"x", "c"}
+    assert batch.take(np.array([False, True, True])).attributions["x"][0] == 0.25
+
+
+def test_no_attributions_no_columns():
+    (batch,), _ = EventDecoder({"m": SCHEMA}, slide_ms=60_000).decode_records([("s:1", record(1), None)])
+    assert batch.attributions == {}
+

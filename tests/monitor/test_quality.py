@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import kendalltau, norm
+from statsmodels.stats.proportion import proportions_ztest
 from sklearn.metrics import (
     accuracy_score,
     brier_score_loss,
@@ -269,6 +270,10 @@ def test_bias_equals_direct_numpy_per_subgroup_and_excludes_small_ones():
         _assert_close(bias["equal_opportunity_difference"], max(tprs.values()) - min(tprs.values()))
         _assert_close(bias["disparate_impact_ratio"], min(rates.values()) / max(rates.values()))
         assert bias["four_fifths_violated"] is bool(min(rates.values()) / max(rates.values()) < 0.8)
+        low, high = min(rates, key=rates.__getitem__), max(rates, key=rates.__getitem__)
+        counts = [int(yhat[group == g].sum()) for g in (low, high)]
+        _, p = proportions_ztest(counts, [int((group == g).sum()) for g in (low, high)])
+        _assert_close(bias["disparate_impact_pvalue"], p)
 
 
 def test_bias_equals_fairlearn_on_the_large_subgroups():
@@ -443,7 +448,7 @@ def test_no_labels_gives_none_metrics():
     assert [m[k] for k in ("accuracy", "precision", "recall", "f1", "brier", "log_loss", "accuracy_drop")] == [None] * 7
     assert m["bias"] == {"g": {"subgroups": {}, "demographic_parity_difference": None,
                                "equal_opportunity_difference": None, "disparate_impact_ratio": None,
-                               "four_fifths_violated": None}}
+                               "disparate_impact_pvalue": None, "four_fifths_violated": None}}
     json.dumps(m, allow_nan=False)
     empty = QualityState(QualitySpec("regression")).metrics({"mae": 1.0})
     assert (empty["labelled_fraction"], empty["mae"], empty["rmse"], empty["mape"], empty["mae_increase"]) == (None,) * 5

@@ -1,6 +1,7 @@
 """Delayed labels on the embedded runner: quality per window against scikit-learn on the same
 joined data, labels too late or without a prediction dead-lettered, accuracy-drop alerts in
-exactly the windows whose offline accuracy drops."""
+exactly the windows whose offline accuracy drops, bias and feature-importance alerts in
+exactly the windows of their incidents."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 import yaml
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from statsmodels.stats.proportion import proportions_ztest
 
 from ampel_monitor.config import load_config
+from ampel_monitor.quality import rank_change
 from drift.profile import ReferenceProfile
 from pipelines.monitor import run
 from tests.pipeline.streams import START_MS, make_events, reference_columns, write_setup
@@ -21,6 +24,9 @@ pytestmark = pytest.mark.it
 MINUTE = 60_000
 REFERENCE_ACCURACY = 0.9
 INCIDENT = (12, 20)  # minutes in which alpha/v1's labels disagree with 40 % of its predictions
+BIAS = (22, 28)  # minutes in which beta predicts "no" for 70 % of subgroup sex=f, whatever it would have
+SHIFT = (4, 9)  # minutes in which city is alpha/v1's most important feature (else x, then y, then city)
+FEATURES = ("x", "y", "city")
 
 
 def _labels(events: list[dict], seed: int = 3) -> list[dict]:
@@ -44,17 +50,28 @@ def _labels(events: list[dict], seed: int = 3) -> list[dict]:
 
 def _setup(tmp_path):
     events = make_events(seed=9, minutes=30, per_minute=300)
+    rng = np.random.default_rng(11)
     for i, e in enumerate(events):
         e["attributes"] = {"sex": "f" if (i // 3) % 2 else "m"}
+        minute = (e["timestamp"] - START_MS) // MINUTE
+        if e["model_id"] == "beta" and e["attributes"]["sex"] == "f" and BIAS[0] <= minute < BIAS[1] and rng.random() < 0.7:
+            e["prediction"] = "no"
+        shifted = (e["model_id"], e["model_version"]) == ("alpha", "v1") and SHIFT[0] <= minute < SHIFT[1]
+        scale = (2.0, 1.0, 3.0) if shifted else (3.0, 2.0, 1.0)
+        attributions = dict(zip(FEATURES, (float(v) for v in rng.normal(scale, 0.3) * rng.choice([-1, 1], 3))))
+        if i % 13 == 0:
+            del attributions["y"]  # counts as 0
+        e["attributions"] = None if i % 17 == 0 else attributions
     path = write_setup(tmp_path, events, {"size": "2m", "slide": "1m", "allowed_lateness": "0s"},
                        extra={"labels": {"max_delay": "1h", "min_labelled": 30, "min_fraction": 0.1}})
     rng = np.random.default_rng(4)
-    for model in ("alpha", "beta"):  # profiles with a reference accuracy of 0.9
+    for model in ("alpha", "beta"):  # profiles with a reference accuracy of 0.9, importance x > y > city
         columns = reference_columns(rng)
         agree = rng.random(columns["prediction"].size) < REFERENCE_ACCURACY
         columns["label"] = np.where(agree, columns["prediction"], np.where(columns["prediction"] == "yes", "no", "yes"))
+        attributions = {name: rng.normal(scale, 0.3, 5000) for name, scale in zip(FEATURES, (3.0, 2.0, 1.0))}
         ReferenceProfile.build(columns, prediction="prediction", confidence="confidence", label="label",
-                               resolution=200).save(tmp_path / f"{model}.json")
+                               resolution=200, attributions=attributions).save(tmp_path / f"{model}.json")
     config = yaml.safe_load(path.read_text())
     for model in config["models"]:
         model.update({"positive_label": "yes", "sensitive": ["sex"], "baseline_version": "v1"})
@@ -135,8 +152,6 @@ def config_reference(tmp_path, model: str) -> float:
 
 
 def test_versions_are_compared_with_the_baseline_per_window(tmp_path):
-    from statsmodels.stats.proportion import proportions_ztest
-
     config, events, labels = _setup(tmp_path)
     summary = run(config, [str(tmp_path / "events.jsonl")], labels=[str(tmp_path / "labels.jsonl")])
     metrics = {(m["model"], m["version"], m["window_end"]): m for m in summary.metrics}
@@ -164,3 +179,81 @@ def test_versions_are_compared_with_the_baseline_per_window(tmp_path):
 
 def _ms(rfc3339: str) -> int:
     return int(np.datetime64(rfc3339.replace("Z", ""), "ms").astype(np.int64))
+
+
+def _state_machine(values: list[tuple[str, float | None]], breached) -> list[tuple[str, str]]:
+    """(window_end, firing | resolved) transitions of one rule over (window_end, value) in order."""
+    firing, out = False, []
+    for end, value in sorted(values):
+        if value is None or breached(value) == firing:
+            continue
+        firing = not firing
+        out.append((end, "firing" if firing else "resolved"))
+    return out
+
+
+def test_bias_and_importance_alerts_fire_in_their_incidents_only(tmp_path):
+    config, events, labels = _setup(tmp_path)
+    summary = run(config, [str(tmp_path / "events.jsonl")], labels=[str(tmp_path / "labels.jsonl")])
+
+    # feature importance per window: numpy's mean |attribution| over the attributed events
+    reference_ranks = {"x": 1, "y": 2, "city": 3}
+    expected_shift: dict[tuple[str, str], list] = {}
+    for m in summary.metrics:
+        start, end = _ms(m["window_start"]), _ms(m["window_end"])
+        window = [e for e in events if (e["model_id"], e["model_version"]) == (m["model"], m["version"])
+                  and start <= e["timestamp"] < end]
+        attributed = [e["attributions"] for e in window if e["attributions"] is not None]
+        assert m["attributed"] == len(attributed)
+        means = {f: np.mean([abs(a.get(f, 0.0)) for a in attributed]) for f in FEATURES}
+        ranks = {f: r for r, f in enumerate(sorted(FEATURES, key=lambda f: -means[f]), 1)}
+        for f in FEATURES:
+            assert m["importance"][f]["mean_abs"] == pytest.approx(means[f], rel=1e-12)
+            assert m["importance"][f]["rank"] == ranks[f]
+        change = rank_change(ranks, reference_ranks, top_k=5)
+        assert m["importance_rank_change"] == pytest.approx(change, abs=1e-15)
+        if len(window) >= 10:
+            expected_shift.setdefault((m["model"], m["version"]), []).append((m["window_end"], change))
+    expected = sorted((model, version, end, state) for (model, version), values in expected_shift.items()
+                      for end, state in _state_machine(values, lambda v: v > 0.15))
+    got = sorted((a["model"], a["version"], a["window_end"], a["state"]) for a in summary.alerts
+                 if a["rule"] == "importance_shift")
+    assert got == expected
+    assert {(m, v) for m, v, _, _ in got} == {("alpha", "v1")}
+    fired = [_ms(end) for *_, end, state in got if state == "firing"]
+    assert fired and all(START_MS + SHIFT[0] * MINUTE < t <= START_MS + (SHIFT[1] + 2) * MINUTE for t in fired)
+
+    # bias: the disparate impact ratio per window against the offline positive rates of the
+    # labelled predictions, and the four-fifths alerts in the bias incident only
+    by_id = {e["event_id"]: e for e in events}
+    joined = [by_id[l["event_id"]] for l in labels
+              if l["event_id"] in by_id and l["timestamp"] - by_id[l["event_id"]]["timestamp"] <= 60 * MINUTE]
+    expected_bias: dict[tuple[str, str], list] = {}
+    for record in summary.quality:
+        start, end = _ms(record["window_start"]), _ms(record["window_end"])
+        members = [e for e in joined if (e["model_id"], e["model_version"]) == (record["model"], record["version"])
+                   and start <= e["timestamp"] < end]
+        groups = {g: [e["prediction"] == "yes" for e in members if e["attributes"]["sex"] == g] for g in ("f", "m")}
+        groups = {g: v for g, v in groups.items() if len(v) >= 30}
+        rates = {g: np.mean(v) for g, v in groups.items()}
+        ratio = min(rates.values()) / max(rates.values()) if len(rates) == 2 and max(rates.values()) > 0 else None
+        bias = record["quality"]["bias"]["sex"]
+        assert bias["disparate_impact_ratio"] == (None if ratio is None else pytest.approx(ratio, abs=1e-12))
+        if ratio is not None:
+            _, p = proportions_ztest([sum(v) for v in groups.values()], [len(v) for v in groups.values()])
+            assert bias["disparate_impact_pvalue"] == pytest.approx(p, rel=1e-9)
+            if ratio < 0.8 and p >= 0.001:
+                ratio = None  # inconclusive: the alert state stays
+        q = record["quality"]
+        if q["labelled"] >= 30 and q["labelled_fraction"] >= 0.1:
+            expected_bias.setdefault((record["model"], record["version"]), []).append((record["window_end"], ratio))
+    expected = sorted((model, version, end, state) for (model, version), values in expected_bias.items()
+                      for end, state in _state_machine(values, lambda v: v < 0.8))
+    got = sorted((a["model"], a["version"], a["window_end"], a["state"]) for a in summary.alerts
+                 if a["rule"] == "disparate_impact")
+    assert got == expected
+    assert {(m, v) for m, v, _, _ in got} == {("beta", "v1")}
+    fired = [_ms(end) for *_, end, state in got if state == "firing"]
+    assert fired and all(START_MS + BIAS[0] * MINUTE < t <= START_MS + (BIAS[1] + 2) * MINUTE for t in fired)
+    assert all(a["severity"] == "warning" for a in summary.alerts if a["rule"] == "disparate_impact")
+

@@ -28,6 +28,8 @@ from ampel_monitor.elastic import (
 )
 from ampel_monitor.window import rfc3339
 from tests.services import PORT_OFFSET, Elasticsearch
+from tests.sinks.records import ab_record as _ab_record
+from tests.sinks.records import quality_record as _quality_record
 
 DAY_MS = 86_400_000
 #: 2026-01-01T00:00:00Z
@@ -53,6 +55,14 @@ def alert(state: str = "firing", end_ms: int = JAN1_MS + 600_000) -> dict[str, A
     return {"model": "alpha", "version": "v1", "window_start": rfc3339(end_ms - 300_000),
             "window_end": rfc3339(end_ms), "rule": "latency_p95", "severity": "critical", "value": 1.8,
             "threshold": 1, "state": state, "detail": "p95 latency in seconds"}
+
+
+def quality_record(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in _quality_record(*args, **kwargs).items() if k != "_end_ms"}
+
+
+def ab_record(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in _ab_record(*args, **kwargs).items() if k != "_end_ms"}
 
 
 def decision(event_id: str, timestamp_ms: int = JAN1_MS + 1234, features: dict | None = None) -> dict[str, Any]:
@@ -123,7 +133,7 @@ def test_daily_index_names_follow_the_utc_day_and_the_alias_the_kind():
     assert index_name("ampel", "metrics", JAN1_MS - 1) == "ampel-metrics-2025.12.31"
     assert index_name("p1", "dead_letters", JAN1_MS + DAY_MS - 1) == "p1-dead_letters-2026.01.01"
     assert [alias_name("ampel", k) for k in KINDS] == [
-        "ampel-metrics", "ampel-alerts", "ampel-decisions", "ampel-dead_letters"]
+        "ampel-metrics", "ampel-quality", "ampel-ab", "ampel-alerts", "ampel-decisions", "ampel-dead_letters"]
 
 
 def test_templates_take_the_prefix_and_match_the_conventions():
@@ -285,11 +295,13 @@ def test_writing_the_same_records_twice_leaves_each_document_once(elasticsearch,
     records = ([("metrics", metrics(end_ms=JAN1_MS + i * 60_000)) for i in range(4)]
                + [("alerts", alert(state)) for state in ("firing", "resolved")]
                + [("decisions", decision(f"e-{i}")) for i in range(5)]
-               + [("dead_letters", dead_letter(i)) for i in range(3)])
-    assert writer.write(records) == [] and writer.stats.written == 14
-    assert writer.write(records) == [] and writer.stats.written == 14
+               + [("dead_letters", dead_letter(i)) for i in range(3)]
+               + [("quality", quality_record(end_minute=i, base_ms=JAN1_MS)) for i in range(2)]
+               + [("ab", ab_record(end_minute=1, kind=kind, base_ms=JAN1_MS)) for kind in ("metrics", "quality")])
+    assert writer.write(records) == [] and writer.stats.written == 18
+    assert writer.write(records) == [] and writer.stats.written == 18
     assert {k: count(elasticsearch, alias_name(prefix, k)) for k in KINDS} == {
-        "metrics": 4, "alerts": 2, "decisions": 5, "dead_letters": 3}
+        "metrics": 4, "quality": 2, "ab": 2, "alerts": 2, "decisions": 5, "dead_letters": 3}
 
 
 @pytest.mark.it
@@ -308,6 +320,22 @@ def test_a_late_pane_replaces_the_on_time_pane_and_an_older_pane_never_wins(elas
     for record, expected in ((late, (130, True, 130)), (other, (150, True, 150))):
         doc = elasticsearch.request("GET", f"/{prefix}-metrics-2026.01.01/_doc/{document_id('metrics', record)}")
         assert (doc["_source"]["count"], doc["_source"]["late"], doc["_version"]) == expected
+
+
+@pytest.mark.it
+def test_quality_panes_are_versioned_by_their_labelled_count_and_ab_by_their_pane(elasticsearch, writer):
+    prefix = writer.config.index_prefix
+    first, second = quality_record(3, labelled=40, base_ms=JAN1_MS), quality_record(3, labelled=70, pane=2, base_ms=JAN1_MS)
+    assert document_id("quality", first) == document_id("quality", second)
+    assert writer.write([("quality", second), ("quality", first)]) == []
+    assert (writer.stats.written, writer.stats.superseded) == (1, 1)
+    doc = elasticsearch.request("GET", f"/{prefix}-quality-2026.01.01/_doc/{document_id('quality', first)}")
+    assert (doc["_source"]["quality"]["labelled"], doc["_version"]) == (70, 70)
+    assert doc["_source"]["quality"]["bias"]["sex"]["subgroups"]["f"]["positive_rate"] == 0.3
+    newer = ab_record(3, pane=4, base_ms=JAN1_MS)
+    assert writer.write([("ab", newer), ("ab", ab_record(3, pane=1, base_ms=JAN1_MS))]) == []
+    doc = elasticsearch.request("GET", f"/{prefix}-ab-2026.01.01/_doc/{document_id('ab', newer)}")
+    assert (doc["_source"]["pane"], doc["_source"]["versions"]["v2"]["latency_p95_difference_ms"]) == (4, 12.0)
 
 
 @pytest.mark.it

@@ -15,7 +15,7 @@ import requests
 from ampel_monitor.config import PrometheusSink, RetryPolicy
 from ampel_monitor.remote_write import RemoteWriter, _WriteRequest, classify, decode, encode
 from ampel_monitor.series import SERIES, window_series
-from tests.sinks.records import window_metrics
+from tests.sinks.records import ab_record, quality_record, window_metrics
 
 
 def test_encode_groups_samples_into_series_with_sorted_labels():
@@ -42,6 +42,34 @@ def test_series_names_are_catalogued_and_follow_the_conventions():
     assert by_name[("ampel_feature_psi", "x")] == metrics["features"]["x"]["psi"]
     assert by_name[("ampel_feature_drifted", "x")] == 1.0
     assert ("ampel_confidence_mean", None) not in by_name  # unknown in this window: omitted, not NaN
+
+
+def test_quality_series_carry_the_pane_as_milliseconds_after_the_window_end():
+    record = quality_record(end_minute=3, pane=7)
+    samples = window_series(record, "5m", "quality")
+    assert {s.name for s in samples} <= set(SERIES) and {s.timestamp_ms for s in samples} == {record["_end_ms"] + 7}
+    by_name = {(s.name, tuple(sorted(dict(s.labels).items()))): s.value for s in samples}
+    base = (("model", "alpha"), ("version", "v1"), ("window", "5m"))
+    assert by_name[("ampel_accuracy_ratio", base)] == record["quality"]["accuracy"]
+    assert by_name[("ampel_labelled_ratio", base)] == 0.5
+    sex = tuple(sorted((*base, ("attribute", "sex"))))
+    assert by_name[("ampel_bias_disparate_impact_ratio", sex)] == 0.6
+    assert by_name[("ampel_bias_disparate_impact_pvalue", sex)] == 0.04
+    f = tuple(sorted((*base, ("attribute", "sex"), ("subgroup", "f"))))
+    assert (by_name[("ampel_subgroup_positive_ratio", f)], by_name[("ampel_subgroup_labelled_predictions", f)]) == (0.3, 30)
+    m = tuple(sorted((*base, ("attribute", "sex"), ("subgroup", "m"))))
+    assert ("ampel_subgroup_tpr_ratio", m) not in by_name  # None: omitted
+    assert ("ampel_mae", base) not in by_name and ("ampel_bias_equal_opportunity_difference", sex) not in by_name
+
+
+def test_ab_series_label_the_compared_version_and_its_baseline():
+    speed = {s.name: (dict(s.labels), s.value) for s in window_series(ab_record(2), "5m", "ab")}
+    assert set(speed) == {"ampel_ab_error_ratio_difference", "ampel_ab_error_ratio_pvalue",
+                          "ampel_ab_latency_p95_difference_seconds"}
+    labels, value = speed["ampel_ab_latency_p95_difference_seconds"]
+    assert labels == {"model": "alpha", "version": "v2", "baseline": "v1", "window": "5m"} and value == 0.012
+    accuracy = {s.name: s.value for s in window_series(ab_record(2, "quality", pane=3), "5m", "ab")}
+    assert accuracy == {"ampel_ab_accuracy_difference": -0.05, "ampel_ab_accuracy_pvalue": 0.01}
 
 
 @pytest.mark.parametrize(("status", "text", "expected"), [
