@@ -75,6 +75,9 @@ def test_late_labels_update_their_windows_and_waiting_is_bounded(tmp_path):
         ("2025-12-31T23:59:00Z", True, 20, 40), ("2025-12-31T23:59:00Z", True, 30, 40),
         ("2026-01-01T00:00:00Z", True, 20, 40), ("2026-01-01T00:00:00Z", True, 30, 40),
     ]
+    for start in {p["window_start"] for p in panes}:  # each later pane a later sample for Prometheus
+        ordered = sorted((p for p in panes if p["window_start"] == start), key=lambda p: p["quality"]["labelled"])
+        assert [p["pane"] for p in ordered] == sorted({p["pane"] for p in ordered}) and ordered[0]["pane"] > 0
     last = max((p for p in panes if p["window_start"] == "2026-01-01T00:00:00Z"), key=lambda p: p["quality"]["labelled"])
     # labels all "yes": predictions of odd ids were right; ids 0..29 hold 15 odd ones
     assert last["quality"]["accuracy"] == 15 / 30 and last["quality"]["labelled_fraction"] == 30 / 40

@@ -33,13 +33,37 @@ def _events(end_ms: int, minutes: int = 12, **incidents) -> list[dict]:
     return events
 
 
-def _setup(tmp_path, events, sinks: dict):
-    path = write_setup(tmp_path, events, {"size": "2m", "slide": "1m", "allowed_lateness": "0s"},
-                       extra={"drift": {"min_count": 50}})
+def _setup(tmp_path, events, sinks: dict, labelled: bool = False):
+    extra = {"drift": {"min_count": 50}, **({"labels": {"max_delay": "1h"}} if labelled else {})}
+    path = write_setup(tmp_path, events, {"size": "2m", "slide": "1m", "allowed_lateness": "0s"}, extra=extra)
     config = yaml.safe_load(path.read_text())
     config["sinks"].update(sinks)
+    if labelled:
+        for model in config["models"]:
+            model.update({"positive_label": "yes", "sensitive": ["sex"], "baseline_version": "v1"})
     path.write_text(yaml.safe_dump(config))
     return load_config(path)
+
+
+def _labelled(events: list[dict], path) -> None:
+    """Gives the events a subgroup and writes a label 0-5 minutes later for two thirds of them."""
+    with path.open("w") as handle:
+        for i, event in enumerate(events):
+            event["attributes"] = {"sex": "fm"[i % 2]}
+            if i % 3:
+                label = event["prediction"] if i % 5 else ("no" if event["prediction"] == "yes" else "yes")
+                handle.write(json.dumps({"event_id": event["event_id"], "model_id": event["model_id"], "label": label,
+                                         "timestamp": event["timestamp"] + (i % 5) * MINUTE}) + "\n")
+
+
+def _stored(observability, selector: str) -> dict:
+    stored = {}
+    for series in observability.query(f"{selector}[30m]"):
+        labels = dict(series["metric"])
+        name = labels.pop("__name__")
+        for ts, value in series["values"]:
+            stored[(name, tuple(sorted(labels.items())), int(round(float(ts) * 1000)))] = float(value)
+    return stored
 
 
 def _counter(name: str, **labels: str) -> float:
@@ -61,16 +85,44 @@ def test_every_window_lands_in_prometheus_at_its_window_end(tmp_path, observabil
     for m in summary.metrics:
         for s in window_series(m, "2m"):
             expected[(s.name, s.labels, s.timestamp_ms)] = s.value
-    stored = {}
-    for series in observability.query('{__name__=~"ampel_.+", window="2m"}[30m]'):
-        labels = dict(series["metric"])
-        name = labels.pop("__name__")
-        for ts, value in series["values"]:
-            stored[(name, tuple(sorted(labels.items())), int(round(float(ts) * 1000)))] = float(value)
+    stored = _stored(observability, '{__name__=~"ampel_.+", window="2m"}')
     assert stored.keys() == expected.keys()
     for key, value in expected.items():
         assert stored[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
     assert _counter("ampel_sink_writes_total", sink="prometheus") - written == len(expected)
+
+
+def test_quality_and_ab_records_land_in_prometheus_and_elasticsearch(tmp_path, observability, elasticsearch):
+    events = _events(_recent_end() - 10 * MINUTE, minutes=8)
+    prefix = "labelled"
+    config = _setup(tmp_path, events, {"prometheus": {"url": f"{observability.prometheus}/api/v1/write"},
+                                       "elasticsearch": {"hosts": [elasticsearch.url], "index_prefix": prefix}},
+                    labelled=True)
+    _labelled(events, tmp_path / "labels.jsonl")
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    summary = run(config, [str(tmp_path / "events.jsonl")], labels=[str(tmp_path / "labels.jsonl")])
+    assert summary.quality and summary.ab and not summary.dead_letters
+
+    expected = {}
+    for kind, records in (("quality", summary.quality), ("ab", summary.ab)):
+        for record in records:
+            for s in window_series(record, "2m", kind):
+                expected[(s.name, s.labels, s.timestamp_ms)] = s.value
+    names = {name for name, _, _ in expected}
+    assert {"ampel_accuracy_ratio", "ampel_bias_disparate_impact_ratio", "ampel_subgroup_tpr_ratio",
+            "ampel_ab_error_ratio_pvalue", "ampel_ab_accuracy_difference"} <= names
+    stored = _stored(observability, f'{{__name__=~"{"|".join(sorted(names))}", window="2m"}}')
+    stored = {key: value for key, value in stored.items() if dict(key[1])["model"] in ("alpha", "beta")}
+    assert stored.keys() == expected.keys()
+    for key, value in expected.items():
+        assert stored[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+
+    quality = {(d["_source"]["model"], d["_source"]["version"], d["_source"]["window_end"]): d["_source"]["quality"]
+               for d in elasticsearch.search(f"{prefix}-quality")}
+    assert quality == {(q["model"], q["version"], q["window_end"]): q["quality"] for q in summary.quality}
+    ab = {(d["_source"]["model"], d["_source"]["kind"], d["_source"]["window_end"]): d["_source"]["versions"]
+          for d in elasticsearch.search(f"{prefix}-ab")}
+    assert ab == {(r["model"], r["kind"], r["window_end"]): r["versions"] for r in summary.ab}
 
 
 def test_a_rejected_window_is_dead_lettered_with_its_reason_and_counted(tmp_path, observability):
