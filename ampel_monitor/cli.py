@@ -195,10 +195,19 @@ def _cmd_loadgen(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from ampel_monitor.demo import run_demo, summarize
+    from ampel_monitor.demo import REPORT_FILE, run_demo, summarize
 
     scenario, summary = run_demo(args.out, args.seed, args.hours, args.rate, beam_args)
     print(summarize(summary, scenario))
+    print(f"report: {summary.out_dir / REPORT_FILE}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ampel_monitor.report import write_report
+
+    written = write_report(args.metrics, args.out or Path(args.metrics) / "report.html")
+    print(f"report: {written.charts} charts ({written.notes} without data), {written.bytes / 1e6:.1f} MB -> {written.path}")
     return 0
 
 
@@ -260,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     loadgen.add_argument("--no-pace", action="store_true", help="produce as fast as possible (benchmarks)")
     loadgen.add_argument("--config", metavar="CFG", help="take topic names and client security settings from a config")
     loadgen.set_defaults(run=_cmd_loadgen)
+
+    report = commands.add_parser("report", help="write a self-contained HTML report of a run's outputs")
+    report.add_argument("--metrics", required=True, metavar="DIR",
+                        help="the run's output directory (metrics.jsonl, alerts.jsonl, ...)")
+    report.add_argument("--out", metavar="REPORT.html", help="where to write the page (default: DIR/report.html)")
+    report.set_defaults(run=_cmd_report)
 
     demo = commands.add_parser("demo", help="run the monitor on a generated, seeded scenario")
     demo.add_argument("--out", default="out/demo", metavar="DIR", help="output directory (out/demo)")

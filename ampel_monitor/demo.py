@@ -2,8 +2,8 @@
 
 Generates three models' traffic with known incidents (``ampel_monitor.demo_data``),
 profiles each model's reference data, runs the monitoring pipeline over the stream
-with progress on stderr, and prints what it found: windows, alerts by severity, and
-where the drift was.
+with progress on stderr, writes the HTML report of its outputs (``report.html``), and
+prints what it found: windows, alerts by severity, and where the drift was.
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ from typing import TextIO
 
 from ampel_monitor.config import load_config
 from ampel_monitor.demo_data import Scenario, generate
+from ampel_monitor.report import write_report
 from pipelines.monitor import RunSummary, load_profile, run
 from transforms.counters import REGISTRY
 
-__all__ = ["run_demo", "summarize"]
+__all__ = ["REPORT_FILE", "run_demo", "summarize"]
+
+#: The HTML report's file in the demo's output directory.
+REPORT_FILE = "report.html"
 
 
 def _total(name: str) -> float:
@@ -136,4 +140,6 @@ def run_demo(
     with _Progress(expected, stream):
         summary = run(config, [str(scenario.files["events"])], [str(scenario.files["resources"])], str(out), beam_args)
     stream.write(f"done in {time.perf_counter() - started:.1f} s\n")
+    written = write_report(summary.out_dir, summary.out_dir / REPORT_FILE)
+    stream.write(f"report: {written.charts} charts -> {written.path}\n")
     return scenario, summary

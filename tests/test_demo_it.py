@@ -35,6 +35,9 @@ def test_demo_finds_every_injected_incident_and_nothing_else(tmp_path):
     text = summarize(summary, scenario)
     assert "alerts fired:" in text and "credit-risk/v1 income: first in the window ending" in text
     assert "events decoded" in progress.getvalue() and "done in" in progress.getvalue()
+    report = tmp_path / "report.html"
+    assert f"report: 25 charts -> {report}" in progress.getvalue()
+    assert report.stat().st_size > 1_000_000 and "Models in alert: <b>1 of 3</b>: credit-risk" in report.read_text()
 
 
 def _ms(text: str) -> int:
