@@ -169,7 +169,7 @@ def build(
         joined = (
             (batches, label_streams | "AllLabels" >> beam.Flatten())
             | "Quality" >> QualityWindows(config.models, {m: s.profile.quality for m, s in specs.items()},
-                                          config.windows, config.labels or LabelsConfig())
+                                          config.windows, config.labels or LabelsConfig(), streaming)
         )
         dead.append(joined[DEAD])
         quality = joined["quality"]

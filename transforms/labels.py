@@ -28,7 +28,7 @@ from apache_beam.coders import BytesCoder
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, Duration, Timestamp
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from ampel_monitor.config import LabelsConfig, ModelConfig, WindowConfig
@@ -40,6 +40,8 @@ from transforms.counters import count_dead_letter, count_expired, count_labelled
 from transforms.read import DEAD
 
 __all__ = ["CompareVersions", "QualityWindows"]
+
+MAX_TIMESTAMP_MS = MAX_TIMESTAMP.micros // 1000
 
 
 def _shard_predictions(element: tuple[str, Any], shards: int) -> Iterator[tuple[tuple[str, int], tuple[str, Any]]]:
@@ -118,6 +120,26 @@ class _JoinDoFn(beam.DoFn):
             yield window.TimestampedValue(((pair.model, pair.version), pair), pair.slice_start_ms / 1000)
 
 
+def _join_all(element: tuple[tuple[str, int], Any], labels: LabelsConfig, slide_ms: int,
+              sensitive: Mapping[str, tuple[str, ...]]) -> Iterator[Any]:
+    """Bounded input: the whole join of one (model, shard) at once, as the stateful join
+    would do it (its watermark only moves at the end, when everything still waiting expires)."""
+    (model, _), sides = element
+    join = PendingJoin(labels.max_delay_ms, labels.grace_ms, slide_ms, sensitive.get(model, ()))
+    dead = []
+    for kind in ("p", "l"):
+        for side, batch in sides:
+            if side == kind:
+                pairs, letters = join.add_predictions(batch) if kind == "p" else join.add_labels(batch)
+                yield from _JoinDoFn._emit(pairs)
+                dead += letters
+    expired, letters = join.expire(model, MAX_TIMESTAMP_MS)
+    count_expired(model, expired + len(dead))  # a label too late: its prediction waited in vain
+    for letter in dead + letters:
+        count_dead_letter(letter.reason)
+        yield pvalue.TaggedOutput(DEAD, letter.to_dict())
+
+
 def _prediction_counts(element: tuple[str, Any]) -> Iterator[tuple[tuple[str, str], int]]:
     model, batch = element
     if isinstance(batch, EventBatch):
@@ -190,15 +212,17 @@ class QualityWindows(beam.PTransform):
     """Joins labels to predictions and computes quality per sliding window.
 
     Applied to ``(predictions, labels)``: keyed ``(model, EventBatch)`` and ``(model,
-    LabelBatch)`` PCollections. Returns ``quality``, ``((model, version), record)`` with
+    LabelBatch)`` PCollections. With ``streaming`` False (bounded input) the join groups
+    each (model, shard) once instead of keeping state; the result is the same. Returns ``quality``, ``((model, version), record)`` with
     record = {model, version, window_start, window_end, late, quality: {...}}, and the
     dead letters of labels without a prediction.
     """
 
     def __init__(self, models: tuple[ModelConfig, ...], references: Mapping[str, Mapping[str, float]],
-                 windows: WindowConfig, labels: LabelsConfig) -> None:
+                 windows: WindowConfig, labels: LabelsConfig, streaming: bool = True) -> None:
         super().__init__()
         self._models, self._references, self._windows, self._labels = models, dict(references), windows, labels
+        self._streaming = streaming
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> dict[str, beam.PCollection]:
         predictions, labels = inputs
@@ -210,8 +234,14 @@ class QualityWindows(beam.PTransform):
             | "BothSides" >> beam.Flatten()
             | "Unwindowed" >> beam.WindowInto(window.GlobalWindows())
         )
-        joined = sharded | "Join" >> beam.ParDo(
-            _JoinDoFn(self._labels, w.slide_ms, {m.id: m.sensitive for m in self._models})).with_outputs(DEAD, main="pairs")
+        sensitive = {m.id: m.sensitive for m in self._models}
+        if self._streaming:
+            joined = sharded | "Join" >> beam.ParDo(
+                _JoinDoFn(self._labels, w.slide_ms, sensitive)).with_outputs(DEAD, main="pairs")
+        else:  # bounded: one group per key instead of a state read and write per batch
+            joined = (sharded | "PerShard" >> beam.GroupByKey()
+                      | "Join" >> beam.FlatMap(_join_all, self._labels, w.slide_ms, sensitive).with_outputs(
+                          DEAD, main="pairs"))
         counts = predictions | "PredictionCounts" >> beam.FlatMap(_prediction_counts)
         lateness = Duration(micros=(self._labels.max_delay_ms + w.lateness_ms + 2 * w.slide_ms) * 1000)
         quality = (
