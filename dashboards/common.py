@@ -1,4 +1,4 @@
-"""What the three dashboards share: data sources, template variables, query and panel helpers,
+"""What the three dashboards share: data sources, template variables, query and panel builders,
 the panel ids that alert links point at, and the JSON the dashboards are written as.
 
 Queries filter every window series by the template variables ``model``, ``version``

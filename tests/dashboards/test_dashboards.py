@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,12 @@ def test_no_panel_references_a_metric_the_pipeline_does_not_emit(panel):
     if unknown and unknown <= PENDING_SERIES:
         pytest.skip(f"series announced for the quality, bias, importance and A/B panels: {sorted(unknown)}")
     assert unknown == set()
+
+
+def test_the_doc_lists_exactly_the_metrics_the_dashboards_use():
+    doc = (ROOT / "docs" / "dashboards.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Metrics used"):doc.index("## Checks")]
+    assert set(re.findall(r"`(ampel_[a-z0-9_]+)`", section)) == set().union(*(p.metrics for p in PANELS))
 
 
 def test_the_pending_series_are_the_only_names_not_emitted():
