@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean up down
+.PHONY: demo test bench install clean up down dashboards
 
 include scripts/infra.mk
 include scripts/observability.mk
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# the Grafana dashboards, from dashboards/*.py to dashboards/generated/*.json
+dashboards: $(STAMP)
+	$(BIN)/python -m dashboards
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ddsketch.py

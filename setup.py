@@ -2,6 +2,9 @@
 
 from setuptools import find_packages, setup
 
+#: Dashboards as code (dashboards/): the SDK generated for Grafana 11.6.
+GRAFANA_SDK = "grafana-foundation-sdk==1769699379!11.6.0"
+
 setup(
     name="ampel-monitor",
     version="0.1.0",
@@ -30,9 +33,12 @@ setup(
     ],
     extras_require={
         "opensearch": ["opensearch-py>=2.6,<4"],
+        # exact: the SDK's releases carry an epoch, so any range would also admit older Grafana versions
+        "dashboards": [GRAFANA_SDK],
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "aiosmtpd>=1.4,<2", "opensearch-py>=2.6,<4",
                  "scikit-learn>=1.5,<2", "statsmodels>=0.14,<1", "fairlearn>=0.12,<1", "river>=0.22,<1",
-                 "selenium>=4.30,<5"],
+                 "selenium>=4.30,<5", GRAFANA_SDK, "jsonschema>=4.23,<5",
+                 "promql-parser>=0.12,<0.13"],
         "bench": ["ddsketch>=3,<4", "datasketches>=5,<6", "psutil>=5.9,<8"],
     },
     entry_points={"console_scripts": ["ampel-monitor=ampel_monitor.cli:main"]},
