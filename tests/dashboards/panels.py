@@ -16,18 +16,6 @@ from ampel_monitor.series import SERIES
 from dashboards import GENERATED
 from transforms.counters import REGISTRY
 
-#: Series announced for the quality, bias, feature-importance and A/B panels that the window
-#: series do not have yet: panels using them are checked once ``series.SERIES`` names them.
-PENDING_SERIES = frozenset({
-    "ampel_labelled_predictions", "ampel_labelled_ratio", "ampel_precision_ratio", "ampel_recall_ratio",
-    "ampel_f1_ratio", "ampel_brier_score", "ampel_log_loss", "ampel_mae", "ampel_rmse", "ampel_mape_ratio",
-    "ampel_bias_demographic_parity_difference", "ampel_bias_equal_opportunity_difference",
-    "ampel_bias_disparate_impact_ratio", "ampel_subgroup_labelled_predictions", "ampel_subgroup_accuracy_ratio",
-    "ampel_subgroup_positive_ratio", "ampel_subgroup_tpr_ratio", "ampel_subgroup_fpr_ratio",
-    "ampel_feature_importance", "ampel_feature_importance_rank", "ampel_ab_error_ratio_difference",
-    "ampel_ab_error_ratio_pvalue", "ampel_ab_latency_p95_difference_seconds", "ampel_ab_accuracy_difference",
-    "ampel_ab_accuracy_pvalue",
-})
 #: Grafana's built-in variables, with the value the checks give them.
 BUILTINS = {"__range": "900s", "__rate_interval": "1m"}
 _VARIABLE = re.compile(r"\$(?:\{(\w+)(?::(\w+))?\}|(\w+))")

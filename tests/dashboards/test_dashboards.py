@@ -22,7 +22,6 @@ from dashboards import DASHBOARDS, GENERATED, render
 from dashboards.common import EXPLAINING_PANEL, EXECUTIVE_UID, ES_KINDS
 from tests.dashboards.panels import (
     BUILTINS,
-    PENDING_SERIES,
     counters,
     dashboards,
     emitted,
@@ -85,10 +84,7 @@ def test_the_check_names_a_stale_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("panel", [p for p in PANELS if p.metrics], ids=str)
 def test_no_panel_references_a_metric_the_pipeline_does_not_emit(panel):
-    unknown = panel.metrics - emitted()
-    if unknown and unknown <= PENDING_SERIES:
-        pytest.skip(f"series announced for the quality, bias, importance and A/B panels: {sorted(unknown)}")
-    assert unknown == set()
+    assert panel.metrics - emitted() == set()
 
 
 def test_the_doc_lists_exactly_the_metrics_the_dashboards_use():
@@ -97,9 +93,9 @@ def test_the_doc_lists_exactly_the_metrics_the_dashboards_use():
     assert set(re.findall(r"`(ampel_[a-z0-9_]+)`", section)) == set().union(*(p.metrics for p in PANELS))
 
 
-def test_the_pending_series_are_the_only_names_not_emitted():
+def test_every_metric_used_is_emitted():
     used = set().union(*(p.metrics for p in PANELS))
-    assert used - emitted() <= PENDING_SERIES
+    assert used - emitted() == set()
     assert {name for name in used if name.endswith("_total")} <= counters()
 
 
@@ -107,7 +103,7 @@ def test_the_pending_series_are_the_only_names_not_emitted():
 def test_every_query_follows_the_template_variables(panel):
     for target in panel.targets:
         for name, matchers in selectors(target["expr"]):
-            if name in SERIES or name in PENDING_SERIES:
+            if name in SERIES:
                 assert matchers["model"] == ("MatchOp.Re", "$model"), (name, target["expr"])
                 assert matchers["version"] == ("MatchOp.Re", "$version"), (name, target["expr"])
                 assert matchers["window"] == ("MatchOp.Equal", "$window"), (name, target["expr"])

@@ -36,12 +36,10 @@ from prometheus_client import start_http_server
 from ampel_monitor import elastic
 from ampel_monitor.config import WindowConfig, load_config
 from ampel_monitor.events import EventDecoder, ModelSchema
-from ampel_monitor.series import SERIES
 from ampel_monitor.window import ModelSpec
 from drift.profile import ReferenceProfile
 from pipelines.monitor import run
 from tests.dashboards.panels import (
-    PENDING_SERIES,
     counters,
     interpolate_lucene,
     interpolate_promql,
@@ -62,8 +60,6 @@ PROVISIONED = {d["uid"]: d for d in yaml.safe_load(
     (elastic.TEMPLATES_DIR.parent / "grafana" / "provisioning" / "datasources" / "ampel.yml").read_text())["datasources"]}
 #: The quality, bias, importance and A/B series come from the quality records, which the
 #: Prometheus sink writes once these series exist; until then their panels are not run.
-QUALITY_SERIES = PENDING_SERIES | {"ampel_accuracy_ratio", "ampel_accuracy_drop_ratio"}
-QUALITY_SERIES_WRITTEN = PENDING_SERIES <= set(SERIES)
 
 
 def _reference(rng: np.random.Generator, task: str, rows: int = 4000) -> dict:
@@ -211,14 +207,6 @@ def fed(tmp_path_factory, observability, elasticsearch):
     thread.join(timeout=10)
 
 
-def _pending(panel) -> str | None:
-    if panel.es_kind is not None and panel.es_kind not in elastic.KINDS:
-        return f"Elasticsearch has no {panel.es_kind} index yet"
-    if panel.metrics & QUALITY_SERIES and not QUALITY_SERIES_WRITTEN:
-        return f"quality series not written to Prometheus yet: {sorted(panel.metrics & QUALITY_SERIES)}"
-    return None
-
-
 def _prometheus_results(observability, fed, target) -> list:
     expr = interpolate_promql(target["expr"], fed["values"])
     if target.get("instant"):
@@ -239,8 +227,6 @@ def _elasticsearch_results(elasticsearch, fed, panel, target) -> list:
 
 @pytest.mark.parametrize("panel", panels(), ids=str)
 def test_every_panel_query_returns_data(panel, fed, observability, elasticsearch):
-    if (reason := _pending(panel)) is not None:
-        pytest.skip(reason)
     scraped = bool(panel.metrics & counters())
     for target in panel.targets:
         if panel.es_kind is not None:
