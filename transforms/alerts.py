@@ -22,14 +22,18 @@ __all__ = ["EvaluateAlerts", "EvaluateConceptDrift"]
 class _EvaluateAlertsDoFn(beam.DoFn):
     """Buffers on-time window results until the watermark passes them, then evaluates in order.
 
-    Late panes update metrics, not the alert state: the state machine sees each window
-    once, in order, as it first fired.
+    A late pane of a window still waiting replaces it; a late pane of the newest window
+    evaluated so far is evaluated at once (its firing or resolution is the version's
+    current state); a late pane of an older window changes nothing, since newer windows
+    have already decided the state.
     """
 
     # window results are held as JSON bytes: cheap for the state cache to size
     PENDING = BagStateSpec("pending", TupleCoder((VarIntCoder(), BytesCoder())))
     FIRING = ReadModifyWriteStateSpec("firing", PickleCoder())
     NEXT = ReadModifyWriteStateSpec("next_tick_us", VarIntCoder())
+    #: The timestamp of the newest window evaluated.
+    LAST = ReadModifyWriteStateSpec("last_us", VarIntCoder())
     TICK = TimerSpec("tick", TimeDomain.WATERMARK)
 
     def __init__(self, rules: tuple[AlertRule, ...], min_events: int, min_drift_count: int) -> None:
@@ -41,10 +45,21 @@ class _EvaluateAlertsDoFn(beam.DoFn):
         timestamp=beam.DoFn.TimestampParam,
         pending=beam.DoFn.StateParam(PENDING),
         next_tick=beam.DoFn.StateParam(NEXT),
+        firing=beam.DoFn.StateParam(FIRING),
+        last=beam.DoFn.StateParam(LAST),
         tick=beam.DoFn.TimerParam(TICK),
-    ) -> None:
+    ) -> Iterator[dict[str, Any]]:
         _, metrics = element
         if metrics["late"]:
+            waiting = list(pending.read())
+            if any(micros == timestamp.micros for micros, _ in waiting):
+                pending.clear()
+                for item in waiting:
+                    pending.add(item if item[0] != timestamp.micros else (item[0], json.dumps(metrics).encode()))
+            elif timestamp.micros == last.read():
+                evaluator = AlertEvaluator(self._rules, self._min_events, self._min_drift_count, firing.read() or ())
+                yield from evaluator.evaluate(metrics)
+                firing.write(evaluator.firing)
             return
         pending.add((timestamp.micros, json.dumps(metrics).encode()))
         current = next_tick.read()
@@ -59,15 +74,18 @@ class _EvaluateAlertsDoFn(beam.DoFn):
         pending=beam.DoFn.StateParam(PENDING),
         firing=beam.DoFn.StateParam(FIRING),
         next_tick=beam.DoFn.StateParam(NEXT),
+        last=beam.DoFn.StateParam(LAST),
         tick=beam.DoFn.TimerParam(TICK),
     ) -> Iterator[dict[str, Any]]:
         items = sorted(pending.read())
-        due = [json.loads(data) for micros, data in items if micros <= fired.micros]
+        due = [(micros, json.loads(data)) for micros, data in items if micros <= fired.micros]
         rest = [(micros, data) for micros, data in items if micros > fired.micros]
         evaluator = AlertEvaluator(self._rules, self._min_events, self._min_drift_count, firing.read() or ())
-        for metrics in due:
+        for _, metrics in due:
             yield from evaluator.evaluate(metrics)
         firing.write(evaluator.firing)
+        if due:
+            last.write(max(due[-1][0], last.read() or 0))
         pending.clear()
         for item in rest:
             pending.add(item)

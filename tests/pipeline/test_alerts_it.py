@@ -99,3 +99,35 @@ def test_streaming_evaluation_orders_windows_by_event_time(tmp_path):
         _ = pipeline | stream | EvaluateAlerts(rules, streaming=True) | WriteJsonLines(str(path))
     assert [(a["state"], a["window_end"]) for a in read_jsonl(path)] == [
         ("firing", minute(2)), ("resolved", minute(3)), ("firing", minute(5))]
+
+
+def test_a_late_pane_of_the_newest_window_updates_the_alert_state_and_older_ones_do_not(tmp_path):
+    def window(end_minute, p95, late=False):
+        metrics = {"model": "m", "version": "v", "window_start": minute(end_minute - 1), "window_end": minute(end_minute),
+                   "count": 100, "errors": 0, "error_rate": 0.0, "latency_ms": {"p95": p95}, "features": {},
+                   "resources": None, "late": late}
+        ts = datetime.fromisoformat(metrics["window_end"]).timestamp() - 1e-6
+        return TimestampedValue((("m", "v"), metrics), ts)
+
+    stream = (
+        BeamTestStream()
+        .add_elements([window(1, 50.0), window(2, 50.0)])
+        .advance_watermark_to(START_MS / 1000 + 150)
+        .add_elements([window(3, 50.0)])
+        .advance_watermark_to(START_MS / 1000 + 185)
+        .add_elements([window(2, 3000.0, late=True)])  # older than the newest evaluated window: no change
+        .add_elements([window(3, 3000.0, late=True)])  # the newest window: fires now
+        .add_elements([window(4, 50.0), window(4, 60.0, late=True)])  # replaces the waiting on-time pane
+        .advance_watermark_to(START_MS / 1000 + 245)
+        .add_elements([window(4, 4000.0, late=True)])
+        .advance_watermark_to_infinity()
+    )
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    path = tmp_path / "alerts.jsonl"
+    rules = [r for r in DEFAULT_RULES if r.name == "latency_p95"]
+    with beam.Pipeline(options=options) as pipeline:
+        _ = pipeline | stream | EvaluateAlerts(rules, streaming=True) | WriteJsonLines(str(path))
+    assert [(a["state"], a["window_end"], a["value"]) for a in read_jsonl(path)] == [
+        ("firing", minute(3), 3.0), ("resolved", minute(4), 0.06), ("firing", minute(4), 4.0)]
+
