@@ -1,6 +1,6 @@
 """``ampel-monitor demo``: the whole monitor on a seeded scenario, on the embedded runner.
 
-Generates three models' traffic with known incidents (``ampel_monitor.demo_data``),
+Generates three models' traffic and delayed labels with known incidents (``ampel_monitor.demo_data``),
 profiles each model's reference data, runs the monitoring pipeline over the stream
 with progress on stderr, writes the HTML report of its outputs (``report.html``), and
 prints what it found: windows, alerts by severity, and where the drift was.
@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from ampel_monitor.config import load_config
+from ampel_monitor.config import BELOW_RULES, load_config
 from ampel_monitor.demo_data import Scenario, generate
 from ampel_monitor.report import write_report
 from pipelines.monitor import RunSummary, load_profile, run
@@ -92,7 +92,8 @@ def summarize(summary: RunSummary, scenario: Scenario | None = None) -> str:
         )
         lines.append(
             f"  {alert['severity']:8} {alert['model']}/{alert['version']} {alert['rule']} = {alert['value']:.3g} "
-            f"(> {alert['threshold']:g}) from window ending {alert['window_end']} until {resolved}"
+            f"({'<' if alert['rule'] in BELOW_RULES else '>'} {alert['threshold']:g}) "
+            f"from window ending {alert['window_end']} until {resolved}"
         )
     drift: dict[tuple[str, str], str] = {}
     for m in sorted(summary.metrics, key=lambda m: m["window_end"]):
@@ -101,13 +102,28 @@ def summarize(summary: RunSummary, scenario: Scenario | None = None) -> str:
     lines.append("drift found:" if drift else "drift found: none")
     for (where, feature), first in sorted(drift.items(), key=lambda kv: kv[1]):
         lines.append(f"  {where} {feature}: first in the window ending {first}")
+    if summary.quality:
+        lines.append("quality (windows with labels):")
+        final: dict[tuple[str, str, str], dict] = {}
+        for q in summary.quality:  # the fullest pane of each window
+            key = (q["model"], q["version"], q["window_end"])
+            if key not in final or q["quality"]["labelled"] >= final[key]["labelled"]:
+                final[key] = q["quality"]
+        for model, version in sorted({(m, v) for m, v, _ in final}):
+            windows = [q for (m, v, _), q in final.items() if (m, v) == (model, version)]
+            name, values = ("accuracy", [q["accuracy"] for q in windows]) if windows[0]["task"] == "classification" \
+                else ("MAE", [q["mae"] for q in windows])
+            values = [v for v in values if v is not None]
+            labelled = sum(q["labelled"] for q in windows) / max(1, sum(q["predictions"] for q in windows))
+            lines.append(f"  {model}/{version}: {name} {min(values):.3g}-{max(values):.3g} over {len(windows)} windows, "
+                         f"{labelled:.0%} labelled")
     if summary.dead_letters:
         lines.append("dead letters: " + ", ".join(f"{n} {reason}" for reason, n in sorted(summary.dead_letters.items())))
     if scenario is not None:
         lines.append("injected incidents:")
         for incident in scenario.incidents:
             lines.append(f"  {incident.kind} {incident.model}: {incident.detail}")
-    lines.append(f"outputs: {summary.out_dir}/metrics.jsonl, alerts.jsonl, dead_letters.jsonl")
+    lines.append(f"outputs: {summary.out_dir}/metrics.jsonl, quality.jsonl, ab.jsonl, alerts.jsonl, dead_letters.jsonl")
     return "\n".join(lines)
 
 
@@ -138,7 +154,8 @@ def run_demo(
     stream.write(f"running the pipeline over {expected:,} events on the local runner\n")
     started = time.perf_counter()
     with _Progress(expected, stream):
-        summary = run(config, [str(scenario.files["events"])], [str(scenario.files["resources"])], str(out), beam_args)
+        summary = run(config, [str(scenario.files["events"])], [str(scenario.files["resources"])], str(out), beam_args,
+                      labels=[str(scenario.files["labels"])])
     stream.write(f"done in {time.perf_counter() - started:.1f} s\n")
     written = write_report(summary.out_dir, summary.out_dir / REPORT_FILE)
     stream.write(f"report: {written.charts} charts -> {written.path}\n")

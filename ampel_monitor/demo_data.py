@@ -7,6 +7,8 @@
 * ``events.jsonl`` (or ``events.avro``): the ``PredictionEvent`` stream, sorted by
   event time, ``rate_per_s * hours * 3600`` events (rounded) split 40/35/25 % over
   ``credit-risk``, ``fraud-detector`` and ``demand-forecast``;
+* ``labels.jsonl``: the ``LabelEvent`` (ground truth) of 60 % of the predictions, each
+  1-30 minutes after it, in label-time order;
 * ``resources.jsonl``: a ``ResourceSample`` every 15 s from each of two hosts per model;
 * ``config.yaml``: a config for ``ampel_monitor.config.load_config``.
 
@@ -56,7 +58,7 @@ import pyarrow.parquet as pq
 from ampel_monitor.events import parse_timestamp
 from schemas import load_schema
 
-__all__ = ["INCIDENT_KINDS", "MODELS", "TRAFFIC_SHARE", "Incident", "Scenario", "generate", "main"]
+__all__ = ["INCIDENT_KINDS", "LABELLED_SHARE", "MODELS", "TRAFFIC_SHARE", "Incident", "Scenario", "generate", "main"]
 
 #: The models of the scenario, in order.
 MODELS = ("credit-risk", "fraud-detector", "demand-forecast")
@@ -71,6 +73,8 @@ HOSTS_PER_MODEL = 2
 FORMATS = ("jsonl", "avro")
 _MINUTE_MS = 60_000
 _NORMAL_ERROR_RATE = 0.002
+#: The share of predictions whose label arrives (1-30 minutes later).
+LABELLED_SHARE = 0.6
 _NORMAL_ERROR_CODES = ("TIMEOUT", "INTERNAL", "INVALID_INPUT")
 _BURST_ERROR_RATE = 0.12
 _BURST_ERROR_CODE = "FEATURE_STORE_UNAVAILABLE"
@@ -131,7 +135,7 @@ class Scenario:
     models: tuple[str, ...]
     #: The injected incidents, by start time.
     incidents: tuple[Incident, ...]
-    #: The files: "events", "resources", "config", and "reference:<model>" per model.
+    #: The files: "events", "labels", "resources", "config", and "reference:<model>" per model.
     files: Mapping[str, Path]
     #: Number of prediction events per model.
     counts: Mapping[str, int]
@@ -156,6 +160,8 @@ class _Model:
     features: Callable[[np.random.Generator, int, np.ndarray], dict[str, np.ndarray]]
     #: ``outputs(rng, features, version_index)`` returns predictions, confidences (or None), labels.
     outputs: Callable[[np.random.Generator, Mapping[str, np.ndarray], np.ndarray], tuple[np.ndarray, np.ndarray | None, np.ndarray]]
+    #: The positive class of a binary classifier.
+    positive_label: str | None = None
 
 
 def _choice(rng: np.random.Generator, values: Sequence[str], p: Sequence[float], n: int) -> np.ndarray:
@@ -284,6 +290,7 @@ _SPECS = (
         has_gpu=False,
         features=_credit_features,
         outputs=_credit_outputs,
+        positive_label="approve",
     ),
     _Model(
         name="fraud-detector",
@@ -297,6 +304,7 @@ _SPECS = (
         has_gpu=True,
         features=_fraud_features,
         outputs=_fraud_outputs,
+        positive_label="fraud",
     ),
     _Model(
         name="demand-forecast",
@@ -558,6 +566,15 @@ def _resources(rng: np.random.Generator, start_ms: int, end_ms: int, incidents: 
     return [record for _, _, record in records]
 
 
+def _labels(rng: np.random.Generator, events: list[dict], truth: list) -> list[dict]:
+    """The ground truth of ``LABELLED_SHARE`` of the predictions, 1-30 minutes after each."""
+    chosen = np.flatnonzero(rng.random(len(events)) < LABELLED_SHARE)
+    delays = rng.integers(60_000, 30 * 60_000, chosen.size)
+    labels = [{"event_id": events[i]["event_id"], "model_id": events[i]["model_id"], "label": truth[i],
+               "timestamp": events[i]["timestamp"] + int(delay)} for i, delay in zip(chosen.tolist(), delays)]
+    return sorted(labels, key=lambda label: label["timestamp"])
+
+
 def _write_jsonl(path: Path, records: list[dict]) -> None:
     dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
     with path.open("w", encoding="utf-8", newline="\n") as handle:
@@ -579,8 +596,14 @@ def _config_text(seed: int, incidents: Sequence[Incident]) -> str:
         lines += [f"  - id: {model.name}", f"    task: {model.task}", f"    reference: reference/{model.name}.parquet"]
         if model.task == "regression":
             lines.append("    confidence: null")
+        if model.positive_label:
+            lines.append(f"    positive_label: {model.positive_label}")
+        if len(model.versions) > 1:
+            lines.append(f"    baseline_version: {model.versions[0][0]}")
     lines += [
         "windows: {size: 5m, slide: 1m, allowed_lateness: 2m}",
+        "# quality alerts once a window has 1000 labels: with fewer, a 5 % accuracy drop is within the noise",
+        "labels: {max_delay: 1h, min_labelled: 1000}",
         "sinks: {out_dir: out}",
     ]
     return "\n".join(lines) + "\n"
@@ -642,7 +665,10 @@ def generate(
 
     incidents = _incidents(start_ms, end_ms)
     counts = _split(int(round(rate_per_s * hours * 3600)))
-    events = _events(events_rng, counts, start_ms, end_ms, incidents)
+    truth: list = []
+    events = _events(events_rng, counts, start_ms, end_ms, incidents, truth)
+    files["labels"] = out_dir / "labels.jsonl"
+    _write_jsonl(files["labels"], _labels(root.spawn(1)[0], events, truth))
     if fmt == "avro":
         files["events"] = out_dir / "events.avro"
         with files["events"].open("wb") as handle:

@@ -73,7 +73,7 @@ def incident(scenario, kind):
 
 
 def test_files_exist(scenario):
-    expected = {"events", "resources", "config", *(f"reference:{m}" for m in MODELS)}
+    expected = {"events", "labels", "resources", "config", *(f"reference:{m}" for m in MODELS)}
     assert set(scenario.files) == expected
     for path in scenario.files.values():
         assert path.is_file() and path.stat().st_size > 0
@@ -110,6 +110,8 @@ def test_config_loads(scenario):
     assert config.model("demand-forecast").confidence is None
     assert (config.windows.size, config.windows.slide, config.windows.allowed_lateness) == (300, 60, 120)
     assert config.sinks.out_dir == "out"
+    assert config.labels is not None and config.labels.min_labelled == 1000
+    assert config.model("credit-risk").baseline_version == "v1" and config.model("credit-risk").positive_label == "approve"
     text = scenario.files["config"].read_text(encoding="utf-8")
     assert "reference: reference/credit-risk.parquet" in text
 
@@ -154,6 +156,26 @@ def test_event_records(scenario, events, columns):
     assert versions["v2"] / sum(versions.values()) == pytest.approx(0.20, abs=0.01)
     missing = sum(v is None for e in events for v in e["features"].values())
     assert 0 < missing / len(events) < 0.05
+
+
+def test_labels_are_the_ground_truth_of_a_share_of_the_predictions_later(scenario, events):
+    from ampel_monitor.demo_data import LABELLED_SHARE
+    from ampel_monitor.labels import decode_labels
+
+    labels = [json.loads(line) for line in scenario.files["labels"].read_text().splitlines()]
+    by_id = {e["event_id"]: e for e in events}
+    assert len({label["event_id"] for label in labels}) == len(labels)
+    assert len(labels) / len(events) == pytest.approx(LABELLED_SHARE, abs=0.01)
+    delays = np.array([label["timestamp"] - by_id[label["event_id"]]["timestamp"] for label in labels])
+    assert delays.min() >= 60_000 and delays.max() < 30 * 60_000
+    assert [label["timestamp"] for label in labels] == sorted(label["timestamp"] for label in labels)
+    assert all(label["model_id"] == by_id[label["event_id"]]["model_id"] for label in labels)
+    credit = [(by_id[l["event_id"]]["prediction"], l["label"]) for l in labels if l["model_id"] == "credit-risk"
+              and by_id[l["event_id"]]["prediction"] is not None]
+    assert {label for _, label in credit} == {"approve", "deny"}
+    assert np.mean([p == t for p, t in credit]) == pytest.approx(0.76, abs=0.02)  # as in the reference
+    batches, dead = decode_labels(iter_records(str(scenario.files["labels"])), MODELS)
+    assert dead == [] and sum(len(b) for b in batches) == len(labels)
 
 
 def test_same_seed_same_bytes_other_seed_differs(scenario, tmp_path):

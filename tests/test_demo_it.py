@@ -34,9 +34,14 @@ def test_demo_finds_every_injected_incident_and_nothing_else(tmp_path):
     assert summary.dead_letters == {}
     text = summarize(summary, scenario)
     assert "alerts fired:" in text and "credit-risk/v1 income: first in the window ending" in text
+    # delayed labels: quality for every model version, A/B of credit-risk's v2 against v1, no quality alert
+    assert {(q["model"], q["version"]) for q in summary.quality} == {
+        ("credit-risk", "v1"), ("credit-risk", "v2"), ("fraud-detector", "v3"), ("demand-forecast", "v5")}
+    assert {(r["model"], r["baseline"], *r["versions"]) for r in summary.ab} == {("credit-risk", "v1", "v2")}
+    assert "quality (windows with labels):" in text and "credit-risk/v1: accuracy" in text
     assert "events decoded" in progress.getvalue() and "done in" in progress.getvalue()
     report = tmp_path / "report.html"
-    assert f"report: 25 charts -> {report}" in progress.getvalue()
+    assert f"report: 30 charts -> {report}" in progress.getvalue()  # with quality and A/B
     assert report.stat().st_size > 1_000_000 and "Models in alert: <b>1 of 3</b>: credit-risk" in report.read_text()
 
 
