@@ -3,7 +3,9 @@
 ``generate`` writes everything a demo run of the monitor needs into one directory:
 
 * ``reference/<model>.parquet``: 20,000 rows of each model's normal behaviour
-  (its features, ``prediction``, ``confidence`` for classifiers, ``label``);
+  (its features, ``prediction``, ``confidence`` for classifiers, ``label``; for
+  credit-risk also ``attributions.<feature>``, each feature's term of its linear score,
+  which its events carry as ``attributions`` too);
 * ``events.jsonl`` (or ``events.avro``): the ``PredictionEvent`` stream, sorted by
   event time, ``rate_per_s * hours * 3600`` events (rounded) split 40/35/25 % over
   ``credit-risk``, ``fraud-detector`` and ``demand-forecast``;
@@ -162,6 +164,8 @@ class _Model:
     outputs: Callable[[np.random.Generator, Mapping[str, np.ndarray], np.ndarray], tuple[np.ndarray, np.ndarray | None, np.ndarray]]
     #: The positive class of a binary classifier.
     positive_label: str | None = None
+    #: ``attributions(features)``: per feature, each event's attribution (None: events carry none).
+    attributions: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]] | None = None
 
 
 def _choice(rng: np.random.Generator, values: Sequence[str], p: Sequence[float], n: int) -> np.ndarray:
@@ -211,6 +215,16 @@ def _credit_outputs(
     prediction = np.where(proba > 0.5, "approve", "deny").astype(object)
     label = np.where(rng.random(n) < truth, "approve", "deny").astype(object)
     return prediction, np.maximum(proba, 1 - proba).round(4), label
+
+
+def _credit_attributions(f: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each feature's term of v1's linear score: exact attributions of a linear model."""
+    return {
+        "credit_score": 0.024 * (f["credit_score"] - 680),
+        "income": 1.8 * (np.log(f["income"]) - 10.75),
+        "debt_ratio": -6.0 * (f["debt_ratio"] - 0.29),
+        "tenure_months": 0.016 * (f["tenure_months"] - 36),
+    }
 
 
 def _fraud_features(rng: np.random.Generator, n: int, drifted: np.ndarray) -> dict[str, np.ndarray]:
@@ -291,6 +305,7 @@ _SPECS = (
         features=_credit_features,
         outputs=_credit_outputs,
         positive_label="approve",
+        attributions=_credit_attributions,
     ),
     _Model(
         name="fraud-detector",
@@ -340,8 +355,9 @@ def _reference_table(rng: np.random.Generator, model: _Model) -> pa.Table:
     n = REFERENCE_ROWS
     features = model.features(rng, n, np.zeros(n, dtype=bool))
     prediction, confidence, label = model.outputs(rng, features, np.zeros(n, dtype=np.intp))
+    attributions = model.attributions(features) if model.attributions is not None else {}
     _blank_missing(rng, model, features)
-    columns: dict[str, pa.Array] = {}
+    columns: dict[str, pa.Array] = {f"attributions.{name}": pa.array(values.round(4)) for name, values in attributions.items()}
     for name in model.numeric:
         columns[name] = pa.array(features[name], type=pa.float64(), from_pandas=True)
     for name in model.categorical:
@@ -426,6 +442,10 @@ def _model_events(
     version = rng.choice(len(model.versions), n, p=[share for _, share in model.versions])
     features = model.features(rng, n, _inside(timestamps, by_kind.get("drift")))
     prediction, confidence, labels = model.outputs(rng, features, version)
+    attributions = [None] * n
+    if model.attributions is not None:
+        terms = {name: values.round(4).tolist() for name, values in model.attributions(features).items()}
+        attributions = [dict(zip(terms, row)) for row in zip(*terms.values())]
     _blank_missing(rng, model, features)
 
     latency = rng.lognormal(np.log(model.latency_median_ms), model.latency_sigma, n)
@@ -468,6 +488,7 @@ def _model_events(
         "prediction": prediction_values,
         "confidence": confidence_values,
         "attributes": attributes,
+        "attributions": attributions,
         "model_id": [model.name] * n,
         "label": _as_list(labels) if labels.dtype.kind == "f" else labels.tolist(),
     }
@@ -517,9 +538,10 @@ def _events(
             "prediction": prediction,
             "confidence": confidence,
             "attributes": attributes,
-            "attributions": None,
+            "attributions": attributions,
         }
-        for event_id, model_id, version, ts, latency, status, code, features, prediction, confidence, attributes in zip(
+        for (event_id, model_id, version, ts, latency, status, code, features, prediction, confidence, attributes,
+             attributions) in zip(
             ids,
             cols["model_id"],
             cols["model_version"],
@@ -531,6 +553,7 @@ def _events(
             cols["prediction"],
             cols["confidence"],
             cols["attributes"],
+            cols["attributions"],
         )
     ]
 

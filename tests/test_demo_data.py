@@ -13,7 +13,7 @@ import pytest
 from ampel_monitor.config import load_config
 from ampel_monitor.demo_data import MODELS, TRAFFIC_SHARE, generate
 from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources, iter_records
-from ampel_monitor.io import read_columns
+from ampel_monitor.io import read_reference
 from drift.profile import ReferenceProfile
 from drift.psi import psi
 from schemas import load_schema
@@ -51,9 +51,9 @@ def profiles(scenario):
     config = load_config(scenario.files["config"])
     built = {}
     for model in config.models:
-        data = read_columns(model.reference)
+        data, attributions = read_reference(model.reference)
         profile = ReferenceProfile.build(
-            data, prediction=model.prediction, confidence=model.confidence, label=model.label
+            data, prediction=model.prediction, confidence=model.confidence, label=model.label, attributions=attributions
         )
         built[model.id] = (profile, model.task)
     return built

@@ -39,9 +39,14 @@ def test_demo_finds_every_injected_incident_and_nothing_else(tmp_path):
         ("credit-risk", "v1"), ("credit-risk", "v2"), ("fraud-detector", "v3"), ("demand-forecast", "v5")}
     assert {(r["model"], r["baseline"], *r["versions"]) for r in summary.ab} == {("credit-risk", "v1", "v2")}
     assert "quality (windows with labels):" in text and "credit-risk/v1: accuracy" in text
+    # attributions: credit-risk's importance per window, the same top features as its reference throughout
+    credit = [m for m in summary.metrics if m["model"] == "credit-risk"]
+    assert credit and all(m["importance"]["credit_score"]["rank"] == 1 and m["importance_rank_change"] < 0.15
+                          for m in credit)
+    assert all(m["importance"] is None for m in summary.metrics if m["model"] != "credit-risk")
     assert "events decoded" in progress.getvalue() and "done in" in progress.getvalue()
     report = tmp_path / "report.html"
-    assert f"report: 30 charts -> {report}" in progress.getvalue()  # with quality and A/B
+    assert f"report: 32 charts -> {report}" in progress.getvalue()  # with quality, A/B and importance
     assert report.stat().st_size > 1_000_000 and "Models in alert: <b>1 of 3</b>: credit-risk" in report.read_text()
 
 
