@@ -1,7 +1,7 @@
 """The Avro schemas of ampel-monitor's records, parsed with fastavro.
 
 ``PredictionEvent``, ``LabelEvent`` and ``ResourceSample`` come in; ``WindowMetrics``,
-``Alert`` and ``DeadLetter`` go out. New fields always carry defaults, so a reader with
+``QualityMetrics``, ``VersionComparison``, ``Alert`` and ``DeadLetter`` go out. New fields always carry defaults, so a reader with
 a newer schema reads older records.
 """
 
@@ -27,6 +27,8 @@ SCHEMA_FILES = {
     "ResourceSample": "resource_sample.avsc",
     "Alert": "alert.avsc",
     "DeadLetter": "dead_letter.avsc",
+    "QualityMetrics": "quality_metrics.avsc",
+    "VersionComparison": "version_comparison.avsc",
 }
 
 

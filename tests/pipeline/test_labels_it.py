@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import yaml
+from fastavro.validation import validate
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 from statsmodels.stats.proportion import proportions_ztest
 
@@ -17,6 +18,7 @@ from ampel_monitor.config import load_config
 from ampel_monitor.quality import rank_change
 from drift.profile import ReferenceProfile
 from pipelines.monitor import run
+from schemas import load_schema
 from tests.pipeline.streams import START_MS, make_events, reference_columns, write_setup
 
 pytestmark = pytest.mark.it
@@ -96,6 +98,8 @@ def test_quality_per_window_equals_sklearn_on_the_joined_data(tmp_path):
 
     assert summary.quality and not any(q["late"] for q in summary.quality)
     for record in summary.quality:
+        assert validate(record, load_schema("QualityMetrics"), raise_errors=True)
+    for record in summary.quality:
         start = int(np.datetime64(record["window_start"].replace("Z", ""), "ms").astype(np.int64))
         end = start + 2 * MINUTE
         pairs = [(e, label) for e, label in joined if e["model_id"] == record["model"]
@@ -157,6 +161,8 @@ def test_versions_are_compared_with_the_baseline_per_window(tmp_path):
     metrics = {(m["model"], m["version"], m["window_end"]): m for m in summary.metrics}
     quality = {(q["model"], q["version"], q["window_end"]): q["quality"] for q in summary.quality}
     compared = {(r["model"], r["window_end"], r["kind"]): r for r in summary.ab}
+    for record in summary.ab:
+        assert validate(record, load_schema("VersionComparison"), raise_errors=True)
     assert {r["model"] for r in summary.ab} == {"alpha"}  # beta has one version only
     windows = {(m, end) for m, v, end in metrics if m == "alpha" and v == "v2" and (m, "v1", end) in metrics}
     assert {(m, end) for m, end, kind in compared if kind == "metrics"} == windows
@@ -200,6 +206,7 @@ def test_bias_and_importance_alerts_fire_in_their_incidents_only(tmp_path):
     reference_ranks = {"x": 1, "y": 2, "city": 3}
     expected_shift: dict[tuple[str, str], list] = {}
     for m in summary.metrics:
+        assert validate(m, load_schema("WindowMetrics"), raise_errors=True)
         start, end = _ms(m["window_start"]), _ms(m["window_end"])
         window = [e for e in events if (e["model_id"], e["model_version"]) == (m["model"], m["version"])
                   and start <= e["timestamp"] < end]
