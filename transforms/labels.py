@@ -6,8 +6,9 @@
     (model, LabelBatch) ─┴─ Shard ─┴─ Join: stateful per (model, shard) ─ labelled pairs at the
                                         │  prediction's event time
                                         └─ dead letters (labels without prediction)
-    labelled pairs + prediction counts ─ SlidingWindows(size, slide), lateness = max delay
-                                       ─ QualityCombine ─ Extract ─> quality records (late panes)
+    labelled pairs + prediction counts ─ FixedWindows(slide) ─ QualityCombine (discarding)
+        ─ SlidingWindows(size, slide) ─ merge slices (accumulating), lateness = max delay
+        ─ Extract ─> quality records (late panes)
 
 The join keeps ``ampel_monitor.labels.PendingJoin`` per (model, shard) in keyed state,
 with an event-time timer at the next expiry. Pairs are emitted with the prediction's
@@ -18,7 +19,7 @@ as a late pane whenever labels for it arrive, up to ``labels.max_delay`` after i
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import apache_beam as beam
@@ -181,6 +182,27 @@ class _QualityCombineFn(beam.CombineFn):
         return accumulator.get("state")
 
 
+class _QualityMergeFn(beam.CombineFn):
+    """Merges the ``QualityState`` of slices into their window (None: a slice without input)."""
+
+    def create_accumulator(self) -> QualityState | None:
+        return None
+
+    def add_input(self, accumulator: QualityState | None, state: QualityState | None) -> QualityState | None:
+        if state is None:
+            return accumulator
+        return state.copy() if accumulator is None else accumulator.merge(state)
+
+    def merge_accumulators(self, accumulators: Iterable[QualityState | None]) -> QualityState | None:
+        merged = None
+        for accumulator in accumulators:
+            merged = self.add_input(merged, accumulator)
+        return merged
+
+    def extract_output(self, accumulator: QualityState | None) -> QualityState | None:
+        return accumulator
+
+
 class _ExtractQualityDoFn(beam.DoFn):
     def __init__(self, references: Mapping[str, Mapping[str, float]], slide_ms: int) -> None:
         self._references, self._slide_ms = dict(references), slide_ms
@@ -248,13 +270,20 @@ class QualityWindows(beam.PTransform):
             (joined.pairs, counts)
             | "PairsAndCounts" >> beam.Flatten()
             | "WithModel" >> beam.Map(lambda kv: (kv[0], (kv[0][0], kv[1])))
+            | "QualitySlices" >> beam.WindowInto(  # stream slicing, as transforms/windows.py
+                window.FixedWindows(w.slide),
+                trigger=trigger.DefaultTrigger(),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                allowed_lateness=lateness,
+            )
+            | "CombineQualitySlices" >> beam.CombinePerKey(_QualityCombineFn(specs))
             | "QualityWindows" >> beam.WindowInto(
                 window.SlidingWindows(w.size, w.slide),
                 trigger=trigger.DefaultTrigger(),
                 accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
                 allowed_lateness=lateness,
             )
-            | "CombineQuality" >> beam.CombinePerKey(_QualityCombineFn(specs))
+            | "MergeQualitySlices" >> beam.CombinePerKey(_QualityMergeFn())
             | "ExtractQuality" >> beam.ParDo(_ExtractQualityDoFn(self._references, w.slide_ms))
         )
         return {"quality": quality, DEAD: joined[DEAD] | "DeadGlobal" >> beam.WindowInto(window.GlobalWindows())}
