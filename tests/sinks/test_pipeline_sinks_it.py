@@ -85,7 +85,8 @@ def test_every_window_lands_in_prometheus_at_its_window_end(tmp_path, observabil
     for m in summary.metrics:
         for s in window_series(m, "2m"):
             expected[(s.name, s.labels, s.timestamp_ms)] = s.value
-    stored = _stored(observability, '{__name__=~"ampel_.+", window="2m"}')
+    # (the session's Prometheus also holds other tests' models)
+    stored = _stored(observability, '{__name__=~"ampel_.+", window="2m", model=~"alpha|beta"}')
     assert stored.keys() == expected.keys()
     for key, value in expected.items():
         assert stored[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
