@@ -434,7 +434,8 @@ def _as_list(column: np.ndarray) -> list:
 
 
 def _model_events(
-    rng: np.random.Generator, model: _Model, n: int, start_ms: int, end_ms: int, incidents: Mapping[str, Incident]
+    rng: np.random.Generator, model: _Model, n: int, start_ms: int, end_ms: int, incidents: Mapping[str, Incident],
+    attributions: bool = True,
 ) -> dict[str, list]:
     """Draws ``n`` events of one model as columns of Python values (unsorted across models)."""
     by_kind = {i.kind: i for i in incidents.values() if i.model == model.name}
@@ -442,10 +443,10 @@ def _model_events(
     version = rng.choice(len(model.versions), n, p=[share for _, share in model.versions])
     features = model.features(rng, n, _inside(timestamps, by_kind.get("drift")))
     prediction, confidence, labels = model.outputs(rng, features, version)
-    attributions = [None] * n
-    if model.attributions is not None:
+    attributed = [None] * n
+    if attributions and model.attributions is not None:
         terms = {name: values.round(4).tolist() for name, values in model.attributions(features).items()}
-        attributions = [dict(zip(terms, row)) for row in zip(*terms.values())]
+        attributed = [dict(zip(terms, row)) for row in zip(*terms.values())]
     _blank_missing(rng, model, features)
 
     latency = rng.lognormal(np.log(model.latency_median_ms), model.latency_sigma, n)
@@ -488,7 +489,7 @@ def _model_events(
         "prediction": prediction_values,
         "confidence": confidence_values,
         "attributes": attributes,
-        "attributions": attributions,
+        "attributions": attributed,
         "model_id": [model.name] * n,
         "label": _as_list(labels) if labels.dtype.kind == "f" else labels.tolist(),
     }
@@ -511,14 +512,16 @@ def _event_ids(rng: np.random.Generator, n: int) -> list[str]:
 
 def _events(
     rng: np.random.Generator, counts: Mapping[str, int], start_ms: int, end_ms: int, incidents: Mapping[str, Incident],
-    labels: list | None = None,
+    labels: list | None = None, attributions: bool = True,
 ) -> list[dict]:
     """All prediction events, sorted by event time (ties by model order).
 
     With ``labels``, each event's ground truth is appended to it, in the same order.
+    ``attributions`` False leaves every event's attributions out (None).
     """
     streams = rng.spawn(len(_SPECS))
-    columns = [_model_events(s, m, counts[m.name], start_ms, end_ms, incidents) for s, m in zip(streams, _SPECS)]
+    columns = [_model_events(s, m, counts[m.name], start_ms, end_ms, incidents, attributions)
+               for s, m in zip(streams, _SPECS)]
     merged = {key: [v for c in columns for v in c[key]] for key in columns[0]}
     order = np.argsort(np.asarray(merged["timestamp"], dtype=np.int64), kind="stable").tolist()
     cols = {key: [values[i] for i in order] for key, values in merged.items()}

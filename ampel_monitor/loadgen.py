@@ -1,7 +1,7 @@
 """``ampel-monitor loadgen``: produce a live stream of predictions, labels and resource samples.
 
 Traffic is that of the demo scenario (``ampel_monitor.demo_data``: three models, their
-features and outputs), stamped with the wall-clock time as it is produced, paced to
+features and outputs, without attributions), stamped with the wall-clock time as it is produced, paced to
 ``rate`` events per second. Each second of traffic is drawn at once with numpy, then
 encoded and handed to one confluent-kafka producer, keyed by model. A share of the
 predictions gets its label ``label_delay`` seconds later on the labels topic; every
@@ -125,7 +125,7 @@ def run_loadgen(
         carry += rate * (finish - begin) / 1000
         n, carry = int(carry), carry - int(carry)
         labels: list = []
-        events = _events(rng, _split(n), begin, finish, incidents, labels) if n else []
+        events = _events(rng, _split(n), begin, finish, incidents, labels, attributions=False) if n else []
         labelled = rng.random(len(events)) < labelled_fraction
         for event, label, has_label in zip(events, labels, labelled):
             _produce(producer, topics.predictions, encode["predictions"](event), event["model_id"])
