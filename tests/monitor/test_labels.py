@@ -60,3 +60,21 @@ def test_decode_labels_rejects_bad_records_with_reasons():
     (batch,) = batches
     assert list(batch.event_ids) == ["a", "e"] and list(batch.labels) == ["yes", 2.5]
     assert list(batch.timestamps) == [5, 1_767_225_600_000] and batch.sources == ("l:1", "l:5")
+
+
+def test_waiting_state_stays_bounded_however_many_predictions_expire():
+    """Two hours of 100 unlabelled predictions a minute, the watermark one minute behind: what
+    waits is at most the last ``max_delay`` of predictions, and its pickled size levels off."""
+    import pickle
+
+    join = PendingJoin(max_delay_ms=10 * MINUTE, grace_ms=MINUTE, slide_ms=MINUTE)
+    sizes, expired = [], 0
+    for minute in range(120):
+        ids = [f"p{minute:04d}-{i:03d}" for i in range(100)]
+        join.add_predictions(predictions(ids, [minute * MINUTE + i for i in range(100)]))
+        gone, _ = join.expire("m", minute * MINUTE)
+        expired += gone
+        sizes.append((len(join), len(pickle.dumps(join))))
+    assert max(n for n, _ in sizes) == 1100 and sizes[-1][0] == 1100  # 11 minutes of predictions
+    assert expired == 120 * 100 - 1100
+    assert sizes[-1][1] <= 1.01 * sizes[20][1]  # the same size after 20 minutes as after 120
