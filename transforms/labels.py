@@ -234,10 +234,11 @@ class QualityWindows(beam.PTransform):
     """Joins labels to predictions and computes quality per sliding window.
 
     Applied to ``(predictions, labels)``: keyed ``(model, EventBatch)`` and ``(model,
-    LabelBatch)`` PCollections. With ``streaming`` False (bounded input) the join groups
-    each (model, shard) once instead of keeping state; the result is the same. Returns ``quality``, ``((model, version), record)`` with
-    record = {model, version, window_start, window_end, late, quality: {...}}, and the
-    dead letters of labels without a prediction.
+    LabelBatch)`` PCollections. Returns ``quality``, ``((model, version), record)`` with
+    record = {model, version, window_start, window_end, late, pane, quality: {...}}, and
+    the dead letters of labels without a prediction. With ``streaming`` False (bounded
+    input) the join groups each (model, shard) once instead of keeping state; the result
+    is the same.
     """
 
     def __init__(self, models: tuple[ModelConfig, ...], references: Mapping[str, Mapping[str, float]],
