@@ -3,7 +3,8 @@
 Every series is a gauge holding one window's value, timestamped at the window end
 (remote write carries the timestamp). Names follow Prometheus conventions: the
 ``ampel_`` prefix, base units (seconds, ratios 0-1), and only the labels ``model``,
-``version``, ``window`` (the window length, e.g. ``5m``) and ``feature``.
+``version``, ``window`` (the window length, e.g. ``5m``), ``feature``; for quality
+records ``attribute`` and ``subgroup`` (bias), for A/B comparisons ``baseline``.
 A value that is unknown in a window (no confidences, no resource samples, a
 statistic without data) is left out, never written as NaN.
 
