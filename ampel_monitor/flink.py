@@ -152,10 +152,9 @@ def parse_checkpoints(body: Any) -> CheckpointStats:
     Raises:
         ValueError: naming the missing field.
     """
-    counts = _field(body, "counts")
-    latest = (body.get("latest") or {}).get("completed") or {}
-    return CheckpointStats(int(_field(counts, "completed")), int(_field(counts, "failed")),
-                           int(_field(counts, "restored")), latest.get("external_path"))
+    latest = (body.get("latest") or {}).get("completed") or {} if isinstance(body, dict) else {}
+    return CheckpointStats(int(_field(body, "counts", "completed")), int(_field(body, "counts", "failed")),
+                           int(_field(body, "counts", "restored")), latest.get("external_path"))
 
 
 class FlinkRest:
@@ -297,5 +296,5 @@ class FlinkRest:
 
 def _reason(exc: Exception) -> str:
     text = str(exc)
-    match = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
     return match.group(1) if match else text[:200]

@@ -44,7 +44,7 @@ _LOG = logging.getLogger(__name__)
 def worker_command(control_endpoint: str, worker_id: str, state_cache_bytes: int) -> list[str]:
     """The command line of one SDK harness process (this interpreter).
 
-    >>> worker_command("localhost:1", "w1", 0)[-1]
+    >>> worker_command("localhost:1", "w1", 0)[-1].split("; ")[-1]
     "SdkHarness('localhost:1', worker_id='w1', state_cache_size=0, data_buffer_time_limit_ms=-1).run()"
     """
     code = ("from apache_beam.runners.worker.sdk_worker import SdkHarness; "

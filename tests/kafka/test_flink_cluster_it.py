@@ -47,9 +47,13 @@ class Cluster:
                                f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
         return result.stdout
 
-    def cli(self, *args: str) -> str:
+    def cli(self, *args: str, status: int = 0) -> str:
+        """What ``ampel-monitor ARGS`` prints (stdout, or stderr when it should fail)."""
         result = subprocess.run([sys.executable, "-m", "ampel_monitor.cli", *args, "--flink-master", self.master],
                                 capture_output=True, text=True, env=self.env, check=False, timeout=900, cwd=ROOT)
+        if status:
+            assert result.returncode == status, result.stderr
+            return result.stderr
         if result.returncode != 0:
             raise RuntimeError(f"ampel-monitor {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
         return result.stdout
@@ -121,6 +125,9 @@ def test_submit_stop_with_savepoint_and_restart_loses_nothing(tmp_path, broker, 
     savepoint = cluster.cli("cancel", job, "--savepoint", str(tmp_path / "savepoints")).strip()
     assert savepoint.startswith("file:") and Path(savepoint.removeprefix("file:")).is_dir(), savepoint
     assert cluster.rest.job(job).state == "FINISHED"
+    unknown = "0" * 32
+    assert (f"error: flink REST POST http://{cluster.master}/jobs/{unknown}/stop: HTTP 404: "
+            in cluster.cli("cancel", unknown, "--savepoint", status=1))
 
     # events that arrive while no job runs, read by the restored job from the saved offsets
     time.sleep(2)
