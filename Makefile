@@ -34,7 +34,7 @@ bench: $(STAMP)
 # Alertmanager (19094) and Elasticsearch (19200)
 up: $(STAMP) kafka-up prism obs-up es-up
 
-down: kafka-down obs-down es-down
+down: kafka-down obs-down es-down flink-down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
