@@ -30,7 +30,8 @@ setup(
     extras_require={
         "opensearch": ["opensearch-py>=2.6,<4"],
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "aiosmtpd>=1.4,<2", "opensearch-py>=2.6,<4",
-                 "scikit-learn>=1.5,<2", "statsmodels>=0.14,<1", "fairlearn>=0.12,<1", "river>=0.22,<1"],
+                 "scikit-learn>=1.5,<2", "statsmodels>=0.14,<1", "fairlearn>=0.12,<1", "river>=0.22,<1",
+                 "kubernetes-validate>=1.33,<2", "jsonschema>=4.23,<5"],
         "bench": ["ddsketch>=3,<4", "datasketches>=5,<6", "psutil>=5.9,<8"],
     },
     entry_points={"console_scripts": ["ampel-monitor=ampel_monitor.cli:main"]},

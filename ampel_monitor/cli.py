@@ -215,7 +215,7 @@ def _flink_errors(command):
 @_flink_errors
 def _cmd_submit(args: argparse.Namespace, beam_args: list[str]) -> int:
     from ampel_monitor.config import load_config, parse_duration
-    from pipelines.submit import Submission, submit
+    from pipelines.submit import Submission, export_jar, submit
 
     config = load_config(args.config)
     jar = args.job_server_jar or os.environ.get("AMPEL_FLINK_JOB_SERVER_JAR")
@@ -223,11 +223,14 @@ def _cmd_submit(args: argparse.Namespace, beam_args: list[str]) -> int:
         raise ValueError("--job-server-jar: give the Beam Flink job-server jar (scripts/flink-job-server.sh fetch), "
                          "or set AMPEL_FLINK_JOB_SERVER_JAR")
     submission = Submission(
-        flink_master=_flink_master(args), job_server_jar=jar, flink_version=args.flink_version,
+        flink_master=None if args.output_jar else _flink_master(args), job_server_jar=jar, flink_version=args.flink_version,
         worker_pool=args.worker_pool, parallelism=args.parallelism, savepoint=args.savepoint,
         checkpoint_interval=parse_duration(args.checkpoint_interval, "--checkpoint-interval"),
         job_name=args.job_name, out_dir=args.out or config.sinks.out_dir, sdk_workers=args.sdk_workers,
         timeout=args.timeout)
+    if args.output_jar:
+        print(export_jar(config, submission, args.output_jar, beam_args))
+        return 0
     job = submit(config, submission, beam_args)
     print(job.id)
     return 0
@@ -354,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--sdk-workers", type=int, metavar="N",
                         help="Python worker processes per TaskManager (default: the parallelism)")
     submit.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the job to run (300)")
+    submit.add_argument("--output-jar", metavar="JAR",
+                        help="write the job as a self-contained jar for `flink run` or a FlinkDeployment instead "
+                             "of submitting it (needs scripts/flink-job-server.sh shaded)")
     submit.set_defaults(run=_cmd_submit, beam=True)
 
     jobs = commands.add_parser("jobs", help="list the jobs of a Flink cluster")

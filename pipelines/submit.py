@@ -8,6 +8,11 @@ pool beside each TaskManager (``--environment_config``). Checkpoints are taken e
 
 The Flink job id comes from the cluster's REST API (the Beam result does not carry
 it): the job is the new one named ``job_name``. ``submit`` returns once it runs.
+
+``export_jar`` writes the same job as a self-contained jar instead (the pipeline, its
+options and Beam's Flink runner, main class ``FlinkPipelineRunner``), which Flink runs
+alone: ``flink run -d job.jar``, or a FlinkDeployment in application mode
+(``deploy/k8s``). It needs the shaded job server (``scripts/flink-job-server.sh shaded``).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import apache_beam as beam
@@ -26,7 +32,7 @@ from ampel_monitor.config import Config
 from ampel_monitor.flink import TERMINAL_STATES, FlinkJob, FlinkRest, rest_url
 from pipelines.monitor import OUTPUT_FILES, KafkaSource, build, load_specs
 
-__all__ = ["Submission", "pipeline_args", "submit"]
+__all__ = ["Submission", "export_jar", "pipeline_args", "submit"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -35,8 +41,8 @@ _LOG = logging.getLogger(__name__)
 class Submission:
     """Where and how to run the job."""
 
-    #: The REST endpoint of the JobManager, ``HOST:PORT``.
-    flink_master: str
+    #: The REST endpoint of the JobManager, ``HOST:PORT`` (None: the cluster that runs a job jar).
+    flink_master: str | None
     #: The Beam Flink job-server jar (``scripts/flink-job-server.sh fetch``).
     job_server_jar: str
     #: The Flink version the job server is built for (``1.19``).
@@ -59,7 +65,8 @@ class Submission:
     timeout: float = 300.0
 
     def __post_init__(self) -> None:
-        rest_url(self.flink_master)
+        if self.flink_master is not None:
+            rest_url(self.flink_master)
         if not self.job_server_jar:
             raise ValueError("job_server_jar: the Beam Flink job-server jar is required (scripts/flink-job-server.sh fetch)")
         if not Path(self.job_server_jar).is_file():
@@ -77,19 +84,59 @@ class Submission:
 
 def pipeline_args(submission: Submission, job_name: str) -> list[str]:
     """The Beam pipeline options of a submission."""
-    master = rest_url(submission.flink_master).removeprefix("http://")
+    master = "[auto]" if submission.flink_master is None else rest_url(submission.flink_master).removeprefix("http://")
     args = [
         "--runner=FlinkRunner", f"--flink_master={master}", f"--flink_version={submission.flink_version}",
         f"--flink_job_server_jar={submission.job_server_jar}", "--environment_type=EXTERNAL",
         f"--environment_config={submission.worker_pool}", "--streaming", f"--job_name={job_name}",
         f"--checkpointing_interval={int(submission.checkpoint_interval * 1000)}",
         f"--sdk_worker_parallelism={submission.sdk_workers or submission.parallelism or 1}",
+        "--externalized_checkpoints_enabled", "--retain_externalized_checkpoints_on_cancellation",
     ]
     if submission.parallelism is not None:
         args.append(f"--parallelism={submission.parallelism}")
     if submission.savepoint:
         args.append(f"--savepoint_path={submission.savepoint}")
     return args
+
+
+def _out_dir(submission: Submission) -> str | None:
+    if not submission.out_dir:
+        return None
+    out = Path(submission.out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES.values():
+        (out / name).touch()  # appended to, never truncated: a restored job continues them
+    return str(out)
+
+
+def export_jar(config: Config, submission: Submission, path: str, beam_args: Sequence[str] = ()) -> Path:
+    """Writes the Kafka job as a self-contained Flink job jar; returns its path.
+
+    Raises:
+        ValueError: for a config without a ``kafka`` section, or a job-server jar that is
+            not self-contained (the written jar would lack Beam's classes).
+    """
+    if config.kafka is None:
+        raise ValueError("kafka: the job needs a kafka section in the config")
+    if submission.out_dir and not Path(submission.out_dir).is_absolute():
+        raise ValueError(f"out_dir: the job jar writes on the cluster: give an absolute path, got {submission.out_dir!r}")
+    specs = load_specs(config)
+    target = Path(path).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    job_name = submission.job_name or "ampel-monitor"
+    args = [*pipeline_args(replace(submission, flink_master=None), job_name), f"--output_executable_path={target}"]
+    pipeline = beam.Pipeline(options=PipelineOptions([*args, *beam_args]))
+    build(pipeline, config, specs, out_dir=submission.out_dir or None,
+          kafka=KafkaSource(resources=True, labels=config.labels is not None))
+    pipeline.run().wait_until_finish()
+    with zipfile.ZipFile(target) as jar:
+        names = set(jar.namelist())
+    if "org/apache/beam/sdk/Pipeline.class" not in names:
+        target.unlink()
+        raise ValueError(f"--job-server-jar: {submission.job_server_jar} is not self-contained (no Beam SDK classes "
+                         "went into the job jar); use scripts/flink-job-server.sh shaded")
+    return target
 
 
 def submit(config: Config, submission: Submission, beam_args: Sequence[str] = ()) -> FlinkJob:
@@ -102,16 +149,12 @@ def submit(config: Config, submission: Submission, beam_args: Sequence[str] = ()
     """
     if config.kafka is None:
         raise ValueError("kafka: submit needs a kafka section in the config")
+    if submission.flink_master is None:
+        raise ValueError("flink_master: the REST address of the cluster is required")
     rest = FlinkRest(submission.flink_master)
     rest.overview()  # fail now, naming the address, when the cluster does not answer
     specs = load_specs(config)
-    out_dir = None
-    if submission.out_dir:
-        out = Path(submission.out_dir).resolve()
-        out.mkdir(parents=True, exist_ok=True)
-        for name in OUTPUT_FILES.values():
-            (out / name).touch()  # appended to, never truncated: a restored job continues them
-        out_dir = str(out)
+    out_dir = _out_dir(submission)
     job_name = submission.job_name or f"ampel-monitor-{uuid.uuid4().hex[:8]}"
     known = {job.id for job in rest.jobs()}
     options = PipelineOptions([*pipeline_args(submission, job_name), *beam_args])

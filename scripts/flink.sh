@@ -19,6 +19,10 @@
 #                      last checkpoint once a TaskManager is back)
 #   submit ARGS...     fetch the job-server jar, then `ampel-monitor submit` with it, the
 #                      worker pool and ARGS (e.g. --flink-master 127.0.0.1:18081 --config CFG)
+#   job-jar ARGS...    build the shaded job server, then `ampel-monitor submit --output-jar` with it
+#                      and ARGS (e.g. --config CFG --output-jar job.jar --worker-pool localhost:50000):
+#                      the job as one jar for `flink run` or a FlinkDeployment (deploy/k8s)
+#   run-jar JAR        run a job jar on this cluster, detached (bin/flink run -d); print the job id
 #   rest-url           print the REST address (http://127.0.0.1:$FLINK_REST_PORT)
 #   home               print the distribution directory
 #
@@ -370,8 +374,28 @@ cmd_submit() {
         --worker-pool "127.0.0.1:$FLINK_WORKER_POOL_PORT" "$@"
 }
 
+cmd_job_jar() {
+    local jar
+    jar="$(bash "$repo_root/scripts/flink-job-server.sh" shaded)"
+    exec "$PYTHON" -m ampel_monitor.cli submit --job-server-jar "$jar" --flink-version 1.19 \
+        --worker-pool "127.0.0.1:$FLINK_WORKER_POOL_PORT" "$@"
+}
+
+cmd_run_jar() {
+    [[ -f "${1:-}" ]] || die "run-jar: no such jar '${1:-}'"
+    pid_of standalonesession >/dev/null || die "the JobManager is not running (run: $0 start)"
+    local out
+    out="$(FLINK_CONF_DIR="$CONF" FLINK_LOG_DIR="$LOGS" "$FLINK_HOME/bin/flink" run -d "$1" 2>&1)" || {
+        echo "$out" | grep -E 'Exception|Caused by|Error' | head -5 >&2
+        die "flink run -d $1 failed"
+    }
+    echo "$out" | sed -n 's/^Job has been submitted with JobID \([0-9a-f]*\)$/\1/p'
+}
+
 case "${1:-}" in
     fetch) cmd_fetch ;;
+    job-jar) shift; cmd_job_jar "$@" ;;
+    run-jar) shift; cmd_run_jar "$@" ;;
     start) cmd_start ;;
     stop) shift; cmd_stop "$@" ;;
     status) cmd_status ;;

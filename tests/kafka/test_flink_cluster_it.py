@@ -1,7 +1,8 @@
-"""The monitor on a real standalone Flink cluster (scripts/flink.sh), submitted the way CI
-submits it (scripts/flink.sh submit -> ampel-monitor submit): stop with a savepoint and
-restart from it, and a TaskManager killed in the middle of a run; every window's
-totals stay exact."""
+"""The monitor on a real standalone Flink cluster (scripts/flink.sh): submitted the way CI
+submits it (scripts/flink.sh submit -> ampel-monitor submit), stopped with a savepoint and
+restarted from it; and run as the job jar a FlinkDeployment runs (scripts/flink.sh job-jar,
+flink run), with its TaskManager killed in the middle of the run. Every window's totals
+stay exact."""
 
 from __future__ import annotations
 
@@ -126,8 +127,12 @@ def test_submit_stop_with_savepoint_and_restart_loses_nothing(tmp_path, broker, 
     assert savepoint.startswith("file:") and Path(savepoint.removeprefix("file:")).is_dir(), savepoint
     assert cluster.rest.job(job).state == "FINISHED"
     unknown = "0" * 32
-    assert (f"error: flink REST POST http://{cluster.master}/jobs/{unknown}/stop: HTTP 404: "
-            in cluster.cli("cancel", unknown, "--savepoint", status=1))
+    error = cluster.cli("cancel", unknown, "--savepoint", status=1)
+    assert error.startswith(f"ampel-monitor: error: flink savepoint of job {unknown} failed: "), error
+    assert error.rstrip().endswith(f"FlinkJobNotFoundException: Could not find Flink job ({unknown}))"), error
+    error = cluster.cli("cancel", unknown, status=1)
+    assert error.startswith(f"ampel-monitor: error: flink REST PATCH http://{cluster.master}/jobs/{unknown}?mode=cancel"
+                            ": HTTP 404: "), error
 
     # events that arrive while no job runs, read by the restored job from the saved offsets
     time.sleep(2)
@@ -151,7 +156,13 @@ def test_taskmanager_killed_mid_run_recovers_from_the_last_checkpoint(tmp_path, 
     now = int(time.time() * 1000) // WINDOW_MS * WINDOW_MS
     first = events_between(81, now - 70_000, now - 10_000, 600, "a")
     produce(broker, topics["predictions"], first)
-    job = cluster.submit(config, out)
+    jar = tmp_path / "job.jar"
+    printed = cluster.script("job-jar", "--config", str(config), "--output-jar", str(jar), "--out", str(out),
+                             "--parallelism", "1", "--checkpoint-interval", "3s")
+    assert printed.strip().splitlines()[-1] == str(jar)
+    out.mkdir()  # on a cluster, a volume mounted there
+    job = cluster.script("run-jar", str(jar)).strip().splitlines()[-1]
+    cluster.rest.wait_for_state(job, {"RUNNING"}, 120)
     wait_for(lambda: counted(out) > 0, 180, "the first windows")
     checkpoints = cluster.rest.checkpoints(job).completed
     wait_for(lambda: cluster.rest.checkpoints(job).completed > checkpoints, 60, "a checkpoint after the first windows")
