@@ -18,6 +18,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -172,7 +173,7 @@ class FlinkRest:
 
     def _call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
         url = self.url + path
-        what = f"{method} {url}"
+        what = f"{method} {url}" + (f"?{urlencode(params)}" if params else "")
         try:
             response = self._session.request(method, url, json=body, params=params, timeout=self._timeout)
         except requests.ConnectionError as exc:

@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True, help="port to listen on")
     parser.add_argument("--state-cache-mb", type=int, default=100, help="state cache per worker, MiB (100)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     try:
         server, pool, port = serve(args.host, args.port, args.state_cache_mb << 20)
     except (OSError, ValueError) as exc:

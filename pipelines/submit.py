@@ -92,6 +92,10 @@ def pipeline_args(submission: Submission, job_name: str) -> list[str]:
         f"--checkpointing_interval={int(submission.checkpoint_interval * 1000)}",
         f"--sdk_worker_parallelism={submission.sdk_workers or submission.parallelism or 1}",
         "--externalized_checkpoints_enabled", "--retain_externalized_checkpoints_on_cancellation",
+        # finish each bundle before a checkpoint barrier: otherwise Beam's Flink operators
+        # keep the bundle's output in the checkpoint and emit it only with the next input,
+        # which the steps after the Kafka source's Impulse never get (the job stalls)
+        "--finish_bundle_before_checkpointing",
     ]
     if submission.parallelism is not None:
         args.append(f"--parallelism={submission.parallelism}")

@@ -74,7 +74,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     for job in cluster.rest.jobs():
         if job.state == "RUNNING":
             cluster.rest.cancel(job.id)
-    cluster.script("stop", "--wipe")
+    cluster.script("stop")  # its logs stay in the test's temporary directory
 
 
 def events_between(seed: int, start_ms: int, end_ms: int, n: int, prefix: str) -> list[dict]:
@@ -87,6 +87,17 @@ def events_between(seed: int, start_ms: int, end_ms: int, n: int, prefix: str) -
 
 def produce(broker, topic: str, events: list[dict]) -> None:
     broker.produce(topic, [(e["model_id"], AVRO.encode(e)) for e in events])
+
+
+def until(cluster: Cluster, job: str, condition, timeout: float, what: str) -> None:
+    """``wait_for``, failing with the job's state, its last failure and the workers' log."""
+    try:
+        wait_for(condition, timeout, what)
+    except AssertionError:
+        state, cause = cluster.rest.job(job).state, cluster.rest.root_exception(job)
+        log = (cluster.data / "log" / "worker-pool.log").read_text()[-3000:]
+        raise AssertionError(f"timed out waiting for {what}: job {job} {state}, last failure {cause}\n"
+                             f"worker pool log:\n{log}") from None
 
 
 def counted(out: Path) -> int:
@@ -120,7 +131,7 @@ def test_submit_stop_with_savepoint_and_restart_loses_nothing(tmp_path, broker, 
     assert cluster.rest.job(job).state == "RUNNING"
     listed = cluster.cli("jobs").splitlines()
     assert any(line.startswith(job) and " RUNNING " in line for line in listed), listed
-    wait_for(lambda: counted(out) == len(first), 180, "the first events' windows")
+    until(cluster, job, lambda: counted(out) == len(first), 180, "the first events' windows")
 
     stopped_at = int(time.time() * 1000)
     savepoint = cluster.cli("cancel", job, "--savepoint", str(tmp_path / "savepoints")).strip()
@@ -141,7 +152,7 @@ def test_submit_stop_with_savepoint_and_restart_loses_nothing(tmp_path, broker, 
     restored = cluster.submit(config, out, "--savepoint", savepoint)
     assert restored != job
     assert cluster.rest.checkpoints(restored).restored == 1  # from the savepoint
-    wait_for(lambda: counted(out) == len(first) + len(second), 180, "the second events' windows")
+    until(cluster, restored, lambda: counted(out) == len(first) + len(second), 180, "the second events' windows")
     time.sleep(5)  # nothing more comes: no replay of the first events
     assert_exact(out, first + second, tmp_path)
     cluster.rest.cancel(restored)
@@ -163,7 +174,7 @@ def test_taskmanager_killed_mid_run_recovers_from_the_last_checkpoint(tmp_path, 
     out.mkdir()  # on a cluster, a volume mounted there
     job = cluster.script("run-jar", str(jar)).strip().splitlines()[-1]
     cluster.rest.wait_for_state(job, {"RUNNING"}, 120)
-    wait_for(lambda: counted(out) > 0, 180, "the first windows")
+    until(cluster, job, lambda: counted(out) > 0, 180, "the first windows")
     checkpoints = cluster.rest.checkpoints(job).completed
     wait_for(lambda: cluster.rest.checkpoints(job).completed > checkpoints, 60, "a checkpoint after the first windows")
 
@@ -176,7 +187,7 @@ def test_taskmanager_killed_mid_run_recovers_from_the_last_checkpoint(tmp_path, 
     cluster.script("start-taskmanager")
     cluster.rest.wait_for_state(job, {"RUNNING"}, 180)
     wait_for(lambda: cluster.rest.checkpoints(job).restored >= 1, 120, "the restore from a checkpoint")
-    wait_for(lambda: counted(out) == len(first) + len(second), 180, "every window after the recovery")
+    until(cluster, job, lambda: counted(out) == len(first) + len(second), 180, "every window after the recovery")
     time.sleep(5)
     assert_exact(out, first + second, tmp_path)
     cluster.rest.cancel(job)
