@@ -1,7 +1,9 @@
 """The ``ampel-monitor`` command line.
 
 Errors in the input or the options end the command with a one-line message naming
-the file, column or option, and exit status 2; never a traceback.
+the file, column or option, and exit status 2; never a traceback. A Flink cluster that
+fails a request (``submit``, ``jobs``, ``cancel``) ends it with the failed request and
+Flink's answer, and exit status 1.
 """
 
 from __future__ import annotations

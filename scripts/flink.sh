@@ -20,7 +20,7 @@
 #   submit ARGS...     fetch the job-server jar, then `ampel-monitor submit` with it, the
 #                      worker pool and ARGS (e.g. --flink-master 127.0.0.1:18081 --config CFG)
 #   job-jar ARGS...    build the shaded job server, then `ampel-monitor submit --output-jar` with it
-#                      and ARGS (e.g. --config CFG --output-jar job.jar --worker-pool localhost:50000):
+#                      and ARGS (e.g. --config CFG --output-jar job.jar --worker-pool 127.0.0.1:50000):
 #                      the job as one jar for `flink run` or a FlinkDeployment (deploy/k8s)
 #   run-jar JAR        run a job jar on this cluster, detached (bin/flink run -d); print the job id
 #   rest-url           print the REST address (http://127.0.0.1:$FLINK_REST_PORT)

@@ -78,10 +78,17 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
 
 
 def events_between(seed: int, start_ms: int, end_ms: int, n: int, prefix: str) -> list[dict]:
-    """``n`` seeded events with timestamps spread over [start_ms, end_ms)."""
+    """``n`` seeded events with timestamps spread over [start_ms, end_ms).
+
+    Each carries a confidence, ``y`` and ``city``, so that a window of a single event still
+    has every statistic the offline comparison checks.
+    """
     template = make_events(seed=seed, minutes=1, per_minute=n)
     span = end_ms - start_ms
-    return [{**e, "event_id": f"{prefix}{i}", "timestamp": start_ms + (e["timestamp"] - START_MS) * span // 60_000}
+    return [{**e, "event_id": f"{prefix}{i}", "timestamp": start_ms + (e["timestamp"] - START_MS) * span // 60_000,
+             "confidence": 0.75 if e["confidence"] is None else e["confidence"],
+             "features": {**e["features"], "y": e["features"].get("y") or 1.0,
+                          "city": e["features"].get("city") or "berlin"}}
             for i, e in enumerate(template)]
 
 
