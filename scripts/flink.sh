@@ -182,7 +182,7 @@ pool_pid() {
     local pid
     pid="$(cat "$POOL_PID")"
     [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q 'ampel_monitor.worker_pool' || return 1
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q 'pipelines.worker_pool' || return 1
     echo "$pid"
 }
 
@@ -231,7 +231,7 @@ start_pool() {
     log "starting the Python worker pool on 127.0.0.1:$FLINK_WORKER_POOL_PORT ($PYTHON)"
     (
         cd "$FLINK_DATA"
-        nohup "$PYTHON" -m ampel_monitor.worker_pool --host 127.0.0.1 --port "$FLINK_WORKER_POOL_PORT" \
+        nohup "$PYTHON" -m pipelines.worker_pool --host 127.0.0.1 --port "$FLINK_WORKER_POOL_PORT" \
             >"$LOGS/worker-pool.log" 2>&1 </dev/null &
         echo $! >"$POOL_PID"
     )

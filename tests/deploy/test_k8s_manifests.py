@@ -115,7 +115,7 @@ def test_sidecar_runs_the_worker_pool_of_the_image():
                   if c["name"] != "flink-main-container"]
     assert sidecar["image"] == spec["image"]
     command = [*sidecar["command"], *sidecar["args"]]
-    assert command[1:3] == ["-m", "ampel_monitor.worker_pool"]
+    assert command[1:3] == ["-m", "pipelines.worker_pool"]
     assert command[command.index("--port") + 1] == "50000"
     assert spec["job"]["jarURI"] == "local:///opt/flink/usrlib/ampel-monitor-job.jar"
     dockerfile = (K8S / "Dockerfile").read_text()

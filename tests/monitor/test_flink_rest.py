@@ -150,3 +150,11 @@ def test_commands_name_what_is_wrong(tmp_path, capsys, monkeypatch):
     config.write_text(yaml.safe_dump({**document, "kafka": {"bootstrap": "127.0.0.1:1"}}))
     fails([*base, "--job-server-jar", str(jar)], 1,
           f"error: flink REST GET http://127.0.0.1:{port}/overview: cannot connect")
+
+
+def test_the_rest_client_does_not_import_beam():
+    import subprocess
+    import sys
+
+    code = "import sys, ampel_monitor.flink\nassert 'apache_beam' not in sys.modules\n"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

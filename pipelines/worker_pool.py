@@ -15,7 +15,7 @@ Workers log to the pool's stderr. A worker's stdout is discarded.
 
 Usage::
 
-    python -m ampel_monitor.worker_pool --port 50000 [--host 127.0.0.1] [--state-cache-mb 100]
+    python -m pipelines.worker_pool --port 50000 [--host 127.0.0.1] [--state-cache-mb 100]
 
 and submit with ``--environment_type=EXTERNAL --environment_config=127.0.0.1:50000``.
 """
@@ -107,7 +107,7 @@ def serve(host: str, port: int, state_cache_bytes: int) -> tuple[grpc.Server, Wo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ampel_monitor.worker_pool", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.worker_pool", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, required=True, help="port to listen on")
     parser.add_argument("--state-cache-mb", type=int, default=100, help="state cache per worker, MiB (100)")
