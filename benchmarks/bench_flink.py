@@ -54,24 +54,35 @@ def script(name: str, *args: str, env: dict) -> str:
     return result.stdout.strip()
 
 
-def committed_lag(config: dict) -> int:
-    """Messages of the input topics not yet committed by the job's consumer group."""
-    from confluent_kafka import Consumer, TopicPartition
+class Lag:
+    """Messages of the input topics the job's consumer group has not committed yet."""
 
-    kafka = config["kafka"]
-    consumer = Consumer({"bootstrap.servers": kafka["bootstrap"], "group.id": kafka["group_id"],
-                         "enable.auto.commit": False})
-    try:
-        lag = 0
+    def __init__(self, config: dict) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        kafka = config["kafka"]
+        self._consumer = Consumer({"bootstrap.servers": kafka["bootstrap"], "group.id": kafka["group_id"],
+                                   "enable.auto.commit": False})
+        self._partitions = []
         for kind in ("predictions", "resources"):
             topic = kafka["topics"][kind]
-            partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
-            for tp in consumer.committed(partitions, timeout=10):
-                _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
+            self._partitions += [TopicPartition(topic, p) for p in metadata.partitions]
+
+    def __call__(self) -> int | None:
+        from confluent_kafka import KafkaException
+
+        try:
+            lag = 0
+            for tp in self._consumer.committed(self._partitions, timeout=10):
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=10)
                 lag += high - max(tp.offset, 0)
-        return lag
-    finally:
-        consumer.close()
+            return lag
+        except KafkaException:  # the group coordinator moving: ask again
+            return None
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def counted(out: Path) -> tuple[int, int]:
@@ -93,7 +104,7 @@ def wait(condition, timeout: float, what: str) -> float:
     while not condition():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(0.5)
     return time.monotonic()
 
 
@@ -111,7 +122,9 @@ def throughput(workdir: Path, env: dict, master: str, events: int, parallelism: 
     job = script("flink.sh", "submit", "--flink-master", master, "--config", str(config_path), "--out", str(out),
                  "--parallelism", str(parallelism), env=env).splitlines()[-1]
     running = time.monotonic()
-    read = wait(lambda: committed_lag(config) == 0, 1800, "the job to read every message")
+    lag = Lag(config)
+    read = wait(lambda: lag() == 0, 1800, "the job to read every message")
+    lag.close()
     done = wait(lambda: counted(out)[0] >= produced["events"], 600, "every event in the window metrics")
     total, broken = counted(out)
     FlinkRest(master).cancel(job)
@@ -151,7 +164,9 @@ def recovery(workdir: Path, env: dict, master: str, rate: float) -> dict:
     after = rest.checkpoints(job)
     checkpointed = wait(lambda: rest.checkpoints(job).completed > after.completed, 300, "a checkpoint after the restore")
     producer.join()
-    wait(lambda: committed_lag(config) == 0, 600, "the job to catch up")
+    lag = Lag(config)
+    wait(lambda: lag() == 0, 600, "the job to catch up")
+    lag.close()
     wait(lambda: counted(out)[0] >= produced["events"], 300, "every event in the window metrics")
     time.sleep(5)
     total, broken = counted(out)
