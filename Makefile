@@ -33,12 +33,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_kafka.py
 	$(BIN)/python benchmarks/bench_sinks.py
+	$(BIN)/python benchmarks/bench_flink.py
 
 # the local stack: a Kafka broker on 127.0.0.1:19092, the Prism runner, Prometheus (19090),
 # Alertmanager (19094) and Elasticsearch (19200)
 up: $(STAMP) kafka-up prism obs-up es-up
 
-down: kafka-down obs-down es-down
+down: kafka-down obs-down es-down flink-down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -38,7 +38,7 @@ setup(
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "aiosmtpd>=1.4,<2", "opensearch-py>=2.6,<4",
                  "scikit-learn>=1.5,<2", "statsmodels>=0.14,<1", "fairlearn>=0.12,<1", "river>=0.22,<1",
                  "selenium>=4.30,<5", GRAFANA_SDK, "jsonschema>=4.23,<5",
-                 "promql-parser>=0.12,<0.13"],
+                 "promql-parser>=0.12,<0.13", "kubernetes-validate>=1.33,<2"],
         "bench": ["ddsketch>=3,<4", "datasketches>=5,<6", "psutil>=5.9,<8"],
     },
     entry_points={"console_scripts": ["ampel-monitor=ampel_monitor.cli:main"]},

@@ -1,7 +1,9 @@
 """The ``ampel-monitor`` command line.
 
 Errors in the input or the options end the command with a one-line message naming
-the file, column or option, and exit status 2; never a traceback.
+the file, column or option, and exit status 2; never a traceback. A Flink cluster that
+fails a request (``submit``, ``jobs``, ``cancel``) ends it with the failed request and
+Flink's answer, and exit status 1.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -194,6 +197,82 @@ def _cmd_loadgen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flink_master(args: argparse.Namespace) -> str:
+    master = args.flink_master or os.environ.get("AMPEL_FLINK_MASTER")
+    if not master:
+        raise ValueError("--flink-master: give the Flink REST address HOST:PORT (or set AMPEL_FLINK_MASTER)")
+    return master
+
+
+def _flink_errors(command):
+    """Flink and REST failures end the command with their message and exit status 1."""
+    def run(*args: object) -> int:
+        try:
+            return command(*args)
+        except RuntimeError as exc:
+            print(f"ampel-monitor: error: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
+@_flink_errors
+def _cmd_submit(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from ampel_monitor.config import load_config, parse_duration
+    from pipelines.submit import Submission, export_jar, submit
+
+    config = load_config(args.config)
+    jar = args.job_server_jar or os.environ.get("AMPEL_FLINK_JOB_SERVER_JAR")
+    if not jar:
+        raise ValueError("--job-server-jar: give the Beam Flink job-server jar (scripts/flink-job-server.sh fetch), "
+                         "or set AMPEL_FLINK_JOB_SERVER_JAR")
+    submission = Submission(
+        flink_master=None if args.output_jar else _flink_master(args), job_server_jar=jar, flink_version=args.flink_version,
+        worker_pool=args.worker_pool, parallelism=args.parallelism, savepoint=args.savepoint,
+        checkpoint_interval=parse_duration(args.checkpoint_interval, "--checkpoint-interval"),
+        job_name=args.job_name, out_dir=args.out or config.sinks.out_dir, sdk_workers=args.sdk_workers,
+        timeout=args.timeout)
+    if args.output_jar:
+        print(export_jar(config, submission, args.output_jar, beam_args))
+        return 0
+    job = submit(config, submission, beam_args)
+    print(job.id)
+    return 0
+
+
+@_flink_errors
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from ampel_monitor.flink import FlinkRest
+
+    jobs = FlinkRest(_flink_master(args)).jobs()
+    if args.state:
+        jobs = [j for j in jobs if j.state == args.state.upper()]
+    for job in jobs:
+        started = datetime.fromtimestamp(job.start_time_ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"{job.id}  {job.state:<11} {started}  {job.name}")
+    return 0
+
+
+@_flink_errors
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from ampel_monitor.flink import FlinkRest, check_job_id
+
+    check_job_id(args.job)
+    rest = FlinkRest(_flink_master(args))
+    if args.savepoint is None:
+        if args.drain:
+            raise ValueError("--drain applies with --savepoint")
+        rest.cancel(args.job)
+        rest.wait_for_state(args.job, {"CANCELED"}, args.timeout)
+        print(f"cancelled {args.job}", file=sys.stderr)
+        return 0
+    path = rest.stop_with_savepoint(args.job, args.savepoint or None, args.drain, args.timeout)
+    rest.wait_for_state(args.job, {"FINISHED", "CANCELED"}, args.timeout)
+    print(path)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from ampel_monitor.demo import REPORT_FILE, run_demo, summarize
 
@@ -275,6 +354,47 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the run's output directory (metrics.jsonl, alerts.jsonl, ...)")
     report.add_argument("--out", metavar="REPORT.html", help="where to write the page (default: DIR/report.html)")
     report.set_defaults(run=_cmd_report)
+
+    submit = commands.add_parser(
+        "submit", help="submit the streaming Kafka job to a Flink cluster, detached; prints the job id",
+        description="Submits the job reading the config's Kafka topics to a Flink cluster and prints its job id "
+                    "once it runs. Options not listed here are Beam pipeline options.")
+    submit.add_argument("--flink-master", metavar="HOST:PORT", help="Flink REST address (or AMPEL_FLINK_MASTER)")
+    submit.add_argument("--config", required=True, metavar="CFG", help="the YAML config (with a kafka section)")
+    submit.add_argument("--parallelism", type=int, metavar="N", help="parallelism (default: the cluster's)")
+    submit.add_argument("--savepoint", metavar="PATH", help="restore the state of this savepoint")
+    submit.add_argument("--job-server-jar", metavar="JAR",
+                        help="Beam Flink job-server jar (or AMPEL_FLINK_JOB_SERVER_JAR; scripts/flink-job-server.sh fetch)")
+    submit.add_argument("--flink-version", default="1.19", help="Flink version of the job server (1.19)")
+    submit.add_argument("--worker-pool", default="127.0.0.1:15100", metavar="HOST:PORT",
+                        help="Python worker pool as the TaskManagers reach it (127.0.0.1:15100)")
+    submit.add_argument("--checkpoint-interval", default="10s", metavar="DURATION", help="between checkpoints (10s)")
+    submit.add_argument("--job-name", help="Flink job name (default: ampel-monitor-<random>)")
+    submit.add_argument("--out", metavar="DIR", help="JSON-lines output directory on the workers "
+                                                     "(default: the config's sinks.out_dir)")
+    submit.add_argument("--sdk-workers", type=int, metavar="N",
+                        help="Python worker processes per TaskManager (default: the parallelism)")
+    submit.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the job to run (300)")
+    submit.add_argument("--output-jar", metavar="JAR",
+                        help="write the job as a self-contained jar for `flink run` or a FlinkDeployment instead "
+                             "of submitting it (needs scripts/flink-job-server.sh shaded)")
+    submit.set_defaults(run=_cmd_submit, beam=True)
+
+    jobs = commands.add_parser("jobs", help="list the jobs of a Flink cluster")
+    jobs.add_argument("--flink-master", metavar="HOST:PORT", help="Flink REST address (or AMPEL_FLINK_MASTER)")
+    jobs.add_argument("--state", help="only jobs in this state (e.g. RUNNING)")
+    jobs.set_defaults(run=_cmd_jobs)
+
+    cancel = commands.add_parser("cancel", help="stop a Flink job, with a savepoint to restart it from")
+    cancel.add_argument("job", metavar="JOB", help="the Flink job id")
+    cancel.add_argument("--flink-master", metavar="HOST:PORT", help="Flink REST address (or AMPEL_FLINK_MASTER)")
+    cancel.add_argument("--savepoint", nargs="?", const="", metavar="DIR",
+                        help="stop with a savepoint (into DIR, default the cluster's state.savepoints.dir) "
+                             "and print its path")
+    cancel.add_argument("--drain", action="store_true",
+                        help="with --savepoint: fire every window first (for a job not to be resumed)")
+    cancel.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the savepoint (600)")
+    cancel.set_defaults(run=_cmd_cancel)
 
     demo = commands.add_parser("demo", help="run the monitor on a generated, seeded scenario")
     demo.add_argument("--out", default="out/demo", metavar="DIR", help="output directory (out/demo)")

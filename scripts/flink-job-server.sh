@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Get a Beam Flink job-server jar for the Python SDK's FlinkRunner (--flink_job_server_jar).
 #
-# Usage: scripts/flink-job-server.sh fetch | path | flink-version | java
+# Usage: scripts/flink-job-server.sh fetch | path | flink-version | java | shaded
 #   fetch          get the jar into $AMPEL_CACHE/flink-job-server/ (once), print its path
 #   path           print the jar path if it is there (exit 1 otherwise)
 #   flink-version  print the Flink version of that jar (pass it as --flink_version)
+#   shaded         build (once) and print a self-contained job server: the assembled one's
+#                  classes and dependencies in one jar (maven-shade-plugin, service files
+#                  merged). `ampel-monitor submit --output-jar` needs it: Beam copies the
+#                  job server jar into the job jar it writes, which Flink then runs alone.
 #   java           print a Java 17+ launcher (pass it as --job_server_java_launcher when
 #                  `java` on PATH is older: the Python FlinkRunner ignores JAVA_HOME)
 #
@@ -41,7 +45,7 @@ usage() {
 }
 
 case "${1:-}" in
-    fetch | path | flink-version | java) ;;
+    fetch | path | flink-version | java | shaded) ;;
     -h | --help | help) usage 0 ;;
     *) usage ;;
 esac
@@ -77,6 +81,7 @@ if [[ "$SOURCE" != assembled ]]; then
 fi
 ASM_DIR="$DIR/assembled-flink-$ASM_FLINK-beam-$ASM_BEAM"
 ASM_JAR="$ASM_DIR/beam-runners-flink-$ASM_FLINK-job-server-$ASM_BEAM.jar"
+SHADED_JAR="$DIR/beam-runners-flink-$ASM_FLINK-job-server-$ASM_BEAM-shaded.jar"
 
 # Prints "<jar> <flink version>" of the jar in use, or fails.
 current() {
@@ -217,8 +222,87 @@ cmd_flink_version() {
     echo "${cur##* }"
 }
 
+cmd_shaded() {
+    if [[ -f "$SHADED_JAR" ]]; then
+        log "already built"
+        echo "$SHADED_JAR"
+        return 0
+    fi
+    command -v "$MVN" >/dev/null || die "maven ('$MVN') not found"
+    local work="$DIR/shade" t0=$SECONDS
+    rm -rf "$work"
+    mkdir -p "$work"
+    log "building a shaded job server from org.apache.beam:beam-runners-flink-$ASM_FLINK:$ASM_BEAM"
+    cat > "$work/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>ampel-monitor.local</groupId>
+  <artifactId>flink-job-server-shaded</artifactId>
+  <version>1</version>
+  <packaging>jar</packaging>
+  <properties><project.build.sourceEncoding>UTF-8</project.build.sourceEncoding></properties>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.beam</groupId>
+      <artifactId>beam-runners-flink-$ASM_FLINK</artifactId>
+      <version>$ASM_BEAM</version>
+    </dependency>
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-simple</artifactId>
+      <version>1.7.30</version>
+    </dependency>
+  </dependencies>
+  <build>
+    <plugins>
+      <plugin>
+        <groupId>org.apache.maven.plugins</groupId>
+        <artifactId>maven-shade-plugin</artifactId>
+        <version>3.6.0</version>
+        <executions>
+          <execution>
+            <phase>package</phase>
+            <goals><goal>shade</goal></goals>
+            <configuration>
+              <createDependencyReducedPom>false</createDependencyReducedPom>
+              <filters>
+                <filter>
+                  <artifact>*:*</artifact>
+                  <excludes>
+                    <exclude>META-INF/*.SF</exclude>
+                    <exclude>META-INF/*.DSA</exclude>
+                    <exclude>META-INF/*.RSA</exclude>
+                    <exclude>module-info.class</exclude>
+                  </excludes>
+                </filter>
+              </filters>
+              <transformers>
+                <transformer implementation="org.apache.maven.plugins.shade.resource.ServicesResourceTransformer"/>
+                <transformer implementation="org.apache.maven.plugins.shade.resource.ManifestResourceTransformer">
+                  <mainClass>org.apache.beam.runners.flink.FlinkJobServerDriver</mainClass>
+                </transformer>
+              </transformers>
+            </configuration>
+          </execution>
+        </executions>
+      </plugin>
+    </plugins>
+  </build>
+</project>
+EOF
+    (cd "$work" && "$MVN" -B -Dstyle.color=never package) > "$work/mvn.log" 2>&1 || {
+        grep -E '^\[ERROR\]' "$work/mvn.log" | head -5 >&2
+        die "maven could not build the shaded job server (log: $work/mvn.log)"
+    }
+    mv "$work/target/flink-job-server-shaded-1.jar" "$SHADED_JAR"
+    rm -rf "$work"
+    log "built $SHADED_JAR ($(du -sh "$SHADED_JAR" | cut -f1)) in $((SECONDS - t0)) s"
+    echo "$SHADED_JAR"
+}
+
 case "$1" in
     fetch) cmd_fetch ;;
+    shaded) cmd_shaded ;;
     path) cmd_path ;;
     flink-version) cmd_flink_version ;;
     java) select_java ;;

@@ -1,0 +1,132 @@
+"""The Python worker pool of an EXTERNAL Beam environment, run beside a Flink TaskManager.
+
+Beam's ``apache_beam.runners.worker.worker_pool_main`` listens on every interface,
+starts workers with whatever ``python`` is first on ``PATH`` and gives them no state
+cache. This pool is the same service with three differences:
+
+* it listens on the address given (``127.0.0.1`` by default, or ``0.0.0.0`` in a
+  Kubernetes pod whose TaskManager container reaches it over the pod network);
+* each worker (one SDK harness process per environment the runner asks for) runs the
+  interpreter of the pool itself, so the project and its pinned Beam are what run;
+* workers get a state cache (``--state-cache-mb``), so window state read back from the
+  runner is not fetched again for every bundle.
+
+Workers log to the pool's stderr. A worker's stdout is discarded.
+
+Usage::
+
+    python -m pipelines.worker_pool --port 50000 [--host 127.0.0.1] [--state-cache-mb 100]
+
+and submit with ``--environment_type=EXTERNAL --environment_config=127.0.0.1:50000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from apache_beam.portability.api import beam_fn_api_pb2, beam_fn_api_pb2_grpc
+from apache_beam.runners.worker.worker_pool_main import kill_process_gracefully
+from apache_beam.utils import thread_pool_executor
+
+__all__ = ["WorkerPool", "main", "worker_command"]
+
+_LOG = logging.getLogger(__name__)
+
+
+def worker_command(control_endpoint: str, worker_id: str, state_cache_bytes: int) -> list[str]:
+    """The command line of one SDK harness process (this interpreter).
+
+    >>> worker_command("localhost:1", "w1", 0)[-1].split("; ")[-1]
+    "SdkHarness('localhost:1', worker_id='w1', state_cache_size=0, data_buffer_time_limit_ms=-1).run()"
+    """
+    code = ("from apache_beam.runners.worker.sdk_worker import SdkHarness; "
+            f"SdkHarness({control_endpoint!r}, worker_id={worker_id!r}, state_cache_size={state_cache_bytes}, "
+            "data_buffer_time_limit_ms=-1).run()")
+    return [sys.executable, "-c", code]
+
+
+class WorkerPool(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
+    """Starts and stops SDK harness processes on the runner's request.
+
+    Args:
+        state_cache_bytes: the state cache of each worker, bytes.
+    """
+
+    def __init__(self, state_cache_bytes: int) -> None:
+        if state_cache_bytes < 0:
+            raise ValueError(f"state cache size must be >= 0, got {state_cache_bytes!r}")
+        self._state_cache_bytes = state_cache_bytes
+        self._workers: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def StartWorker(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
+        try:
+            command = worker_command(request.control_endpoint.url, request.worker_id, self._state_cache_bytes)
+            _LOG.info("starting worker %s for %s", request.worker_id, request.control_endpoint.url)
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, close_fds=True)
+            with self._lock:
+                self._workers[request.worker_id] = process
+            return beam_fn_api_pb2.StartWorkerResponse()
+        except Exception as exc:  # the runner shows the error; the pool keeps serving
+            return beam_fn_api_pb2.StartWorkerResponse(error=f"could not start worker {request.worker_id}: {exc!r}")
+
+    def StopWorker(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
+        with self._lock:
+            process = self._workers.pop(request.worker_id, None)
+        if process is not None:
+            _LOG.info("stopping worker %s", request.worker_id)
+            kill_process_gracefully(process)
+        return beam_fn_api_pb2.StopWorkerResponse()
+
+    def stop_all(self) -> None:
+        with self._lock:
+            workers, self._workers = list(self._workers.values()), {}
+        for process in workers:
+            kill_process_gracefully(process)
+
+
+def serve(host: str, port: int, state_cache_bytes: int) -> tuple[grpc.Server, WorkerPool, int]:
+    """Starts the pool's gRPC server; returns it, the pool and the bound port."""
+    server = grpc.server(thread_pool_executor.shared_unbounded_instance(),
+                         options=[("grpc.http2.max_pings_without_data", 0), ("grpc.http2.max_ping_strikes", 0)])
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"worker pool: cannot listen on {host}:{port}")
+    pool = WorkerPool(state_cache_bytes)
+    beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(pool, server)
+    server.start()
+    return server, pool, bound
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.worker_pool", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, required=True, help="port to listen on")
+    parser.add_argument("--state-cache-mb", type=int, default=100, help="state cache per worker, MiB (100)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    try:
+        server, pool, port = serve(args.host, args.port, args.state_cache_mb << 20)
+    except (OSError, ValueError) as exc:
+        print(f"worker pool: {exc}", file=sys.stderr)
+        return 2
+    _LOG.info("worker pool listening on %s:%d (python %s)", args.host, port, sys.executable)
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    done.wait()
+    server.stop(5)
+    pool.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
