@@ -116,7 +116,8 @@ def run_loadgen(
                  if kind in SCENARIOS[scenario]}
     pending: collections.deque[tuple[int, bytes, str]] = collections.deque()  # labels waiting for their time
     sent = {"predictions": 0, "labels": 0, "resources": 0}
-    encode = {name: fmt.encode for name, fmt in formats.items()}
+    encode = {name: fmt.encoder() for name, fmt in formats.items()}
+    encode_prediction, produce, topic = encode["predictions"], producer.produce, topics.predictions
     delay_ms = int(label_delay * 1000)
     carry = 0.0
     for tick in range(int(np.ceil(duration))):
@@ -128,7 +129,11 @@ def run_loadgen(
         events = _events(rng, _split(n), begin, finish, incidents, labels, attributions=False) if n else []
         labelled = rng.random(len(events)) < labelled_fraction
         for event, label, has_label in zip(events, labels, labelled):
-            _produce(producer, topics.predictions, encode["predictions"](event), event["model_id"])
+            value = encode_prediction(event)
+            try:
+                produce(topic, value, event["model_id"])
+            except BufferError:  # the local queue is full
+                _produce(producer, topic, value, event["model_id"])
             if has_label and label is not None:
                 due = event["timestamp"] + delay_ms
                 record = {"event_id": event["event_id"], "model_id": event["model_id"], "label": label, "timestamp": due}

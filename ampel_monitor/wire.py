@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,13 +87,23 @@ class WireFormat:
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         """Encodes one record."""
+        return self.encoder()(record)
+
+    def encoder(self) -> Callable[[Mapping[str, Any]], bytes]:
+        """A function encoding one record after another (one buffer, reused; not thread-safe)."""
         if self.kind == "json":
-            return orjson.dumps(record)
-        buffer = io.BytesIO()
-        if self.confluent:
-            buffer.write(_FRAME.pack(0, self.schema_id))
-        fastavro.schemaless_writer(buffer, self._reader, record)
-        return buffer.getvalue()
+            return orjson.dumps
+        schema, write, buffer = self._reader, fastavro.schemaless_writer, io.BytesIO()
+        frame = _FRAME.pack(0, self.schema_id) if self.confluent else b""
+
+        def encode(record: Mapping[str, Any]) -> bytes:
+            buffer.seek(0)
+            buffer.truncate()
+            buffer.write(frame)
+            write(buffer, schema, record)
+            return buffer.getvalue()
+
+        return encode
 
     def decode(self, data: bytes) -> Any:
         """Decodes one message.
