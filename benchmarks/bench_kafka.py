@@ -6,7 +6,9 @@ Starts its own broker (scripts/kafka.sh, port 49092, data in a temporary directo
 2. The pipeline reading the topics it filled (``--stop-at-end``) on Prism and on Flink
    ``[local]``: events/s over the whole run (runner start-up included) and from the
    first window written to the last.
-3. Latency on Prism: a live stream at ``--live-rate`` events/s for 60 s, 10 s tumbling
+3. The same on Prism with half of the predictions labelled 30 minutes (event time) later
+   and a ``labels`` section: the streaming label join and quality windows.
+4. Latency on Prism: a live stream at ``--live-rate`` events/s for 60 s, 10 s tumbling
    windows; for each window, the time its metrics appeared minus its end.
 
 Usage: python benchmarks/bench_kafka.py [--events 200000] [--live-rate 2000]
@@ -52,7 +54,7 @@ def make_topics(prefix: str) -> dict[str, str]:
     return names
 
 
-def write_config(workdir: Path, topics: dict, windows: dict, wire: str) -> Path:
+def write_config(workdir: Path, topics: dict, windows: dict, wire: str, labels: bool = False) -> Path:
     import yaml
 
     from ampel_monitor.demo_data import generate
@@ -62,6 +64,8 @@ def write_config(workdir: Path, topics: dict, windows: dict, wire: str) -> Path:
     for model in config["models"]:
         model["reference"] = str(workdir / "demo" / model["reference"])
     config["windows"] = windows
+    if not labels:  # the labels topic is only read, and quality computed, with a labels section
+        config.pop("labels", None)
     config["kafka"] = {"bootstrap": BOOTSTRAP, "topics": topics, "start": "earliest", "format": wire,
                        "idle_timeout": "2s", "watermark_skew": "2s", "group_id": f"bench-{time.time_ns()}"}
     config["sinks"] = {"out_dir": str(workdir / "out")}
@@ -70,7 +74,8 @@ def write_config(workdir: Path, topics: dict, windows: dict, wire: str) -> Path:
     return path
 
 
-def loadgen(topics: dict, events: int, wire: str, pace: bool = False, rate: float = 0) -> dict:
+def loadgen(topics: dict, events: int, wire: str, pace: bool = False, rate: float = 0, labelled: float = 0.0,
+            label_delay: float = 60.0) -> dict:
     from ampel_monitor.config import KafkaTopics
     from ampel_monitor.loadgen import run_loadgen
 
@@ -78,7 +83,8 @@ def loadgen(topics: dict, events: int, wire: str, pace: bool = False, rate: floa
                         topics["dead_letters"])
     rate = rate or events / 10
     stats = run_loadgen({"bootstrap.servers": BOOTSTRAP}, rate=rate, duration=events / rate, scenario="mixed",
-                        wire=wire, topics=names, labelled_fraction=0.0, pace=pace, out=open(os.devnull, "w"))
+                        wire=wire, topics=names, labelled_fraction=labelled, label_delay=label_delay, pace=pace,
+                        out=open(os.devnull, "w"))
     return {"events": stats.predictions, "seconds": stats.seconds, "rate": stats.rate}
 
 
@@ -125,6 +131,14 @@ def main() -> None:
                     rows.append((f"Kafka -> metrics on {name} ({wire})", f"{produced['events']:,}",
                                  f"{result['seconds']:.1f}", f"{produced['events'] / result['seconds']:,.0f}",
                                  f"{result['windows']} window results; runner start-up included"))
+            topics = make_topics("bench-labels")
+            produced = loadgen(topics, args.events, "avro", labelled=0.5, label_delay=1800)
+            config = write_config(workdir / "labels", topics, {"size": "5m", "slide": "1m", "allowed_lateness": "2m"},
+                                  "avro", labels=True)
+            result = run_pipeline(config, workdir / "out-labels", prism, ["--stop-at-end"])
+            rows.append(("Kafka -> metrics + labels on prism (avro)", f"{produced['events']:,}",
+                         f"{result['seconds']:.1f}", f"{produced['events'] / result['seconds']:,.0f}",
+                         "50 % labelled 30 min later: the streaming join; start-up included"))
             latency = live_latency(workdir, prism, args.live_rate)
             rows.append(("live on prism: window emitted after its end", f"{latency['events']:,}", "",
                          f"{args.live_rate:,.0f} offered",
