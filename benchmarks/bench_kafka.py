@@ -85,7 +85,7 @@ def loadgen(topics: dict, events: int, wire: str, pace: bool = False, rate: floa
     stats = run_loadgen({"bootstrap.servers": BOOTSTRAP}, rate=rate, duration=events / rate, scenario="mixed",
                         wire=wire, topics=names, labelled_fraction=labelled, label_delay=label_delay, pace=pace,
                         out=open(os.devnull, "w"))
-    return {"events": stats.predictions, "seconds": stats.seconds, "rate": stats.rate}
+    return {"events": stats.predictions, "labels": stats.labels, "seconds": stats.seconds, "rate": stats.rate}
 
 
 def run_pipeline(config: Path, out: Path, runner: list[str], extra: list[str]) -> dict:

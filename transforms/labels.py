@@ -10,10 +10,13 @@
         ─ SlidingWindows(size, slide) ─ merge slices (accumulating), lateness = max delay
         ─ Extract ─> quality records (late panes)
 
-The join keeps ``ampel_monitor.labels.PendingJoin`` per (model, shard) in keyed state,
-with an event-time timer at the next expiry. Pairs are emitted with the prediction's
-event time, so they land in the prediction's windows; a window's quality is re-emitted
-as a late pane whenever labels for it arrive, up to ``labels.max_delay`` after its end.
+In a stream the join appends each batch to keyed state per (model, shard) and, once
+per slide on an event-time timer, matches what arrived against its
+``ampel_monitor.labels.PendingJoin`` and expires what waited too long; a bounded
+replay joins each (model, shard) once after grouping. Pairs are emitted with the
+prediction's event time, so they land in the prediction's windows; a window's quality
+is re-emitted as a late pane whenever labels for it arrive, up to ``labels.max_delay``
+after its end.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from apache_beam import pvalue
 from apache_beam.coders import BytesCoder
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Duration, Timestamp
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
@@ -70,9 +73,18 @@ def _shard_labels(element: tuple[str, LabelBatch], shards: int) -> Iterator[tupl
 
 
 class _JoinDoFn(beam.DoFn):
+    """The streaming join of one (model, shard).
+
+    A batch is only appended to bag state as it comes (a write of that batch alone).
+    When the watermark passes the next slice boundary after it, the waiting predictions
+    and labels are matched and what waited too long expires: the shard's state is read
+    and written once per slide, not once per batch.
+    """
+
     # held as bytes: the state cache sizes a bytes object at once, a dict entry by entry
     PENDING = ReadModifyWriteStateSpec("pending", BytesCoder())
-    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+    ARRIVED = BagStateSpec("arrived", BytesCoder())
+    TICK = TimerSpec("tick", TimeDomain.WATERMARK)
 
     def __init__(self, labels: LabelsConfig, slide_ms: int, sensitive: Mapping[str, tuple[str, ...]]) -> None:
         self._labels, self._slide_ms, self._sensitive = labels, slide_ms, dict(sensitive)
@@ -84,25 +96,31 @@ class _JoinDoFn(beam.DoFn):
         return PendingJoin(self._labels.max_delay_ms, self._labels.grace_ms, self._slide_ms,
                            self._sensitive.get(model, ()))
 
-    def process(self, element, pending=beam.DoFn.StateParam(PENDING), expiry=beam.DoFn.TimerParam(EXPIRY)):
-        (model, _), (kind, batch) = element
-        join = self._pending(pending, model)
-        pairs, dead = join.add_predictions(batch) if kind == "p" else join.add_labels(batch)
-        pending.write(pickle.dumps(join, protocol=pickle.HIGHEST_PROTOCOL))
-        deadline = join.next_deadline()
-        if deadline is not None:
-            expiry.set(Timestamp(micros=deadline * 1000))
-        yield from self._emit(pairs)
-        for letter in dead:
-            count_dead_letter(letter.reason)
-            count_expired(model, 1)  # its prediction waited in vain
-            yield pvalue.TaggedOutput(DEAD, letter.to_dict())
+    def process(self, element, timestamp=beam.DoFn.TimestampParam, arrived=beam.DoFn.StateParam(ARRIVED),
+                tick=beam.DoFn.TimerParam(TICK)):
+        _, (kind, batch) = element
+        arrived.add(pickle.dumps((kind, batch), protocol=pickle.HIGHEST_PROTOCOL))
+        latest = max(timestamp.micros // 1000, int(batch.timestamps.max()) if len(batch) else 0)
+        tick.set(Timestamp(micros=(latest - latest % self._slide_ms + self._slide_ms) * 1000))
 
-    @on_timer(EXPIRY)
-    def on_expiry(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
-                  pending=beam.DoFn.StateParam(PENDING), expiry=beam.DoFn.TimerParam(EXPIRY)):
+    @on_timer(TICK)
+    def on_tick(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
+                pending=beam.DoFn.StateParam(PENDING), arrived=beam.DoFn.StateParam(ARRIVED),
+                tick=beam.DoFn.TimerParam(TICK)):
         model, _ = key
         join = self._pending(pending, model)
+        batches = [pickle.loads(data) for data in arrived.read()]
+        arrived.clear()
+        for kind in ("p", "l"):  # order within a tick does not matter to the result
+            for side, batch in batches:
+                if side != kind:
+                    continue
+                pairs, dead = join.add_predictions(batch) if kind == "p" else join.add_labels(batch)
+                yield from self._emit(pairs)
+                for letter in dead:
+                    count_dead_letter(letter.reason)
+                    count_expired(model, 1)  # its prediction waited in vain
+                    yield pvalue.TaggedOutput(DEAD, window.TimestampedValue(letter.to_dict(), fired))
         expired, dead = join.expire(model, fired.micros // 1000)
         count_expired(model, expired)
         for letter in dead:
@@ -110,7 +128,7 @@ class _JoinDoFn(beam.DoFn):
             yield pvalue.TaggedOutput(DEAD, window.TimestampedValue(letter.to_dict(), fired))
         if len(join):
             pending.write(pickle.dumps(join, protocol=pickle.HIGHEST_PROTOCOL))
-            expiry.set(Timestamp(micros=join.next_deadline() * 1000))
+            tick.set(Timestamp(micros=join.next_deadline() * 1000))
         else:
             pending.clear()
 
