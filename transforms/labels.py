@@ -32,7 +32,7 @@ from apache_beam.coders import BytesCoder
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.utils.timestamp import MAX_TIMESTAMP, Duration, Timestamp
+from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from ampel_monitor.config import LabelsConfig, ModelConfig, WindowConfig
@@ -44,8 +44,6 @@ from transforms.counters import count_dead_letter, count_expired, count_labelled
 from transforms.read import DEAD
 
 __all__ = ["CompareVersions", "QualityWindows"]
-
-MAX_TIMESTAMP_MS = MAX_TIMESTAMP.micros // 1000
 
 
 def _shard_predictions(element: tuple[str, Any], shards: int) -> Iterator[tuple[tuple[str, int], tuple[str, Any]]]:
@@ -111,21 +109,7 @@ class _JoinDoFn(beam.DoFn):
         join = self._pending(pending, model)
         batches = [pickle.loads(data) for data in arrived.read()]
         arrived.clear()
-        for kind in ("p", "l"):  # order within a tick does not matter to the result
-            for side, batch in batches:
-                if side != kind:
-                    continue
-                pairs, dead = join.add_predictions(batch) if kind == "p" else join.add_labels(batch)
-                yield from self._emit(pairs)
-                for letter in dead:
-                    count_dead_letter(letter.reason)
-                    count_expired(model, 1)  # its prediction waited in vain
-                    yield pvalue.TaggedOutput(DEAD, window.TimestampedValue(letter.to_dict(), fired))
-        expired, dead = join.expire(model, fired.micros // 1000)
-        count_expired(model, expired)
-        for letter in dead:
-            count_dead_letter(letter.reason)
-            yield pvalue.TaggedOutput(DEAD, window.TimestampedValue(letter.to_dict(), fired))
+        yield from _match(join, model, batches, fired)
         if len(join):
             pending.write(pickle.dumps(join, protocol=pickle.HIGHEST_PROTOCOL))
             tick.set(Timestamp(micros=join.next_deadline() * 1000))
@@ -139,24 +123,33 @@ class _JoinDoFn(beam.DoFn):
             yield window.TimestampedValue(((pair.model, pair.version), pair), pair.slice_start_ms / 1000)
 
 
-def _join_all(element: tuple[tuple[str, int], Any], labels: LabelsConfig, slide_ms: int,
-              sensitive: Mapping[str, tuple[str, ...]]) -> Iterator[Any]:
-    """Bounded input: the whole join of one (model, shard) at once, as the stateful join
-    would do it (its watermark only moves at the end, when everything still waiting expires)."""
-    (model, _), sides = element
-    join = PendingJoin(labels.max_delay_ms, labels.grace_ms, slide_ms, sensitive.get(model, ()))
+def _match(join: PendingJoin, model: str, batches: Iterable[tuple[str, Any]], now: Timestamp) -> Iterator[Any]:
+    """Adds ``(kind, batch)`` pairs to ``join`` (predictions first: the order does not change
+    the result), then expires what waited too long at ``now``; yields the labelled pairs
+    and, tagged, the dead letters (stamped ``now``)."""
+    batches = list(batches)
     dead = []
     for kind in ("p", "l"):
-        for side, batch in sides:
+        for side, batch in batches:
             if side == kind:
                 pairs, letters = join.add_predictions(batch) if kind == "p" else join.add_labels(batch)
                 yield from _JoinDoFn._emit(pairs)
                 dead += letters
-    expired, letters = join.expire(model, MAX_TIMESTAMP_MS)
-    count_expired(model, expired + len(dead))  # a label too late: its prediction waited in vain
+    count_expired(model, len(dead))  # a label too late: its prediction waited in vain
+    expired, letters = join.expire(model, now.micros // 1000)
+    count_expired(model, expired)
     for letter in dead + letters:
         count_dead_letter(letter.reason)
-        yield pvalue.TaggedOutput(DEAD, letter.to_dict())
+        yield pvalue.TaggedOutput(DEAD, window.TimestampedValue(letter.to_dict(), now))
+
+
+def _join_all(element: tuple[tuple[str, int], Any], labels: LabelsConfig, slide_ms: int,
+              sensitive: Mapping[str, tuple[str, ...]]) -> Iterator[Any]:
+    """Bounded input: the whole join of one (model, shard) at once, as the stateful join
+    would do it (its watermark only moves at the end, when everything still waiting expires)."""
+    (model, _), batches = element
+    join = PendingJoin(labels.max_delay_ms, labels.grace_ms, slide_ms, sensitive.get(model, ()))
+    yield from _match(join, model, batches, window.GlobalWindow().max_timestamp())
 
 
 def _prediction_counts(element: tuple[str, Any]) -> Iterator[tuple[tuple[str, str], int]]:

@@ -75,15 +75,17 @@ def test_sliding_windows_alert_where_the_offline_values_cross(tmp_path, incident
     assert ("alpha", "v1", "latency_p95", "critical", "resolved", minute(13)) in got
 
 
+def window(end_minute, p95, late=False):
+    """A one-minute window result of model m, version v, timestamped at its end."""
+    metrics = {"model": "m", "version": "v", "window_start": minute(end_minute - 1), "window_end": minute(end_minute),
+               "count": 100, "errors": 0, "error_rate": 0.0, "latency_ms": {"p95": p95}, "features": {},
+               "resources": None, "late": late}
+    ts = datetime.fromisoformat(metrics["window_end"]).timestamp() - 1e-6
+    return TimestampedValue((("m", "v"), metrics), ts)
+
+
 def test_streaming_evaluation_orders_windows_by_event_time(tmp_path):
     """Window results arriving out of order are evaluated in window order as the watermark passes."""
-    def window(end_minute, p95):
-        metrics = {"model": "m", "version": "v", "window_start": minute(end_minute - 1), "window_end": minute(end_minute),
-                   "count": 100, "errors": 0, "error_rate": 0.0, "latency_ms": {"p95": p95}, "features": {},
-                   "resources": None, "late": False}
-        ts = datetime.fromisoformat(metrics["window_end"]).timestamp() - 1e-6
-        return TimestampedValue((("m", "v"), metrics), ts)
-
     stream = (
         BeamTestStream()
         .add_elements([window(3, 50.0), window(1, 50.0), window(2, 3000.0)])
@@ -102,13 +104,6 @@ def test_streaming_evaluation_orders_windows_by_event_time(tmp_path):
 
 
 def test_a_late_pane_of_the_newest_window_updates_the_alert_state_and_older_ones_do_not(tmp_path):
-    def window(end_minute, p95, late=False):
-        metrics = {"model": "m", "version": "v", "window_start": minute(end_minute - 1), "window_end": minute(end_minute),
-                   "count": 100, "errors": 0, "error_rate": 0.0, "latency_ms": {"p95": p95}, "features": {},
-                   "resources": None, "late": late}
-        ts = datetime.fromisoformat(metrics["window_end"]).timestamp() - 1e-6
-        return TimestampedValue((("m", "v"), metrics), ts)
-
     stream = (
         BeamTestStream()
         .add_elements([window(1, 50.0), window(2, 50.0)])
