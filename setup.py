@@ -21,6 +21,7 @@ setup(
         "scipy>=1.13,<2",
         "pyarrow>=16,<27",
         "fastavro>=1.9,<2",
+        "numba>=0.61,<1",
         "pyyaml>=6.0,<7",
         "prometheus-client>=0.20,<1",
         "confluent-kafka>=2.6,<3",

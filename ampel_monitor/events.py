@@ -18,6 +18,8 @@ Pure Python and numpy: no Apache Beam import.
 from __future__ import annotations
 
 import datetime
+import io
+import itertools
 import json
 import math
 import operator
@@ -28,8 +30,12 @@ from typing import Any
 
 import fastavro
 import numpy as np
+from fastavro.schema import to_parsing_canonical_form
 
+from ampel_monitor import avro_columns
+from ampel_monitor.avro_columns import ABSENT, DOUBLE, STRING
 from drift.profile import CategoricalProfile, ReferenceProfile
+from schemas import load_schema
 
 __all__ = [
     "DeadLetter",
@@ -38,6 +44,7 @@ __all__ = [
     "ModelSchema",
     "ResourceBatch",
     "checked_records",
+    "decode_event_file",
     "decode_resources",
     "iter_records",
     "parse_timestamp",
@@ -190,6 +197,60 @@ def iter_records(path: str) -> Iterator[tuple[str, Any, Any]]:
                 yield source, DeadLetter("malformed", f"invalid JSON: {exc}", source, line.rstrip("\n")), line
 
 
+def decode_event_file(decoder: EventDecoder, path: str, chunk_size: int = 20_000
+                      ) -> Iterator[tuple[list[EventBatch], list[DeadLetter]]]:
+    """Batches and dead letters of a file of prediction events, about ``chunk_size`` records at a time.
+
+    An Avro container file written with the current ``PredictionEvent`` schema is decoded
+    in bulk (``EventDecoder.decode_avro``); JSON lines, and Avro files of other schema
+    versions (read resolved to the current one), record by record.
+    """
+    if path.endswith(".avro"):
+        with open(path, "rb") as handle:
+            blocks = fastavro.block_reader(handle)
+            current = load_schema("PredictionEvent")
+            if to_parsing_canonical_form(blocks.writer_schema) == to_parsing_canonical_form(current):
+                yield from _decode_avro_blocks(decoder, path, blocks, current, chunk_size)
+                return
+    records = iter_records(path)
+    while chunk := list(itertools.islice(records, chunk_size)):
+        yield decoder.decode_records(chunk)
+
+
+def _decode_avro_blocks(decoder: EventDecoder, path: str, blocks: Iterable[Any], schema: Any, chunk_size: int
+                        ) -> Iterator[tuple[list[EventBatch], list[DeadLetter]]]:
+    first = 0
+    blocks = iter(blocks)
+    while True:
+        parts, rows, size, count = [], [], 0, 0
+        for block in blocks:
+            data = block.bytes_.getvalue()
+            parts.append(data)
+            rows.append((size, size + len(data), block.num_records))
+            size, count = size + len(data), count + block.num_records
+            if count >= chunk_size:
+                break
+        if not parts:
+            return
+        data, spans = b"".join(parts), np.array(rows, dtype=np.int64)
+
+        def record(i: int, start: int, end: int, base: int = first, data: bytes = data) -> tuple[str, Any, Any]:
+            return f"{path}#{base + i}", fastavro.schemaless_reader(io.BytesIO(data[start:end]), schema, None), None
+
+        batches, dead, failed = decoder.decode_avro(data, spans, record)
+        if failed.size:  # let fastavro decode (or reject) what the bulk decoder could not
+            offsets = np.concatenate([[0], np.cumsum(spans[:, 2])])
+            records = []
+            for b in failed.tolist():
+                stream = io.BytesIO(data[spans[b, 0]:spans[b, 1]])
+                records.extend((f"{path}#{first + offsets[b] + k}", fastavro.schemaless_reader(stream, schema, None), None)
+                               for k in range(spans[b, 2]))
+            more, rejected = decoder.decode_records(records)
+            batches, dead = batches + more, dead + rejected
+        yield batches, dead
+        first += count
+
+
 def parse_timestamp(value: Any) -> int:
     """Epoch milliseconds from epoch milliseconds or an RFC 3339 string with an offset.
 
@@ -269,6 +330,138 @@ class EventDecoder:
         self.schemas = dict(schemas)
         self.slide_ms = int(slide_ms)
         self.unknown_features: Counter[str] = Counter()
+        names = tuple(dict.fromkeys(n for s in self.schemas.values() for n in (*s.numeric, *s.categorical)))
+        self._layout = avro_columns.Layout(names, tuple(dict.fromkeys(a for s in self.schemas.values() for a in s.sensitive)))
+        self._where = {name: i for i, name in enumerate(names)}
+
+    def decode_avro(self, data: bytes, blocks: np.ndarray, record: Callable[[int, int, int], tuple[str, Any, Any]]
+                    ) -> tuple[list[EventBatch], list[DeadLetter], np.ndarray]:
+        """Decodes Avro binary ``PredictionEvent``s of the current schema in bulk.
+
+        ``blocks`` are rows of (start, end, records) in ``data`` (see ``avro_columns``).
+        Plainly valid records are put into batches column by column. Every other record
+        goes through ``decode_records`` as ``record(i, start, end)`` gives it (``i``
+        counts the records of all blocks; start and end are its bytes), so it is
+        validated, and dead-lettered, exactly as a record decoded one by one.
+
+        Returns:
+            The batches, the dead letters, and the indices of the blocks whose bytes did
+            not decode as their records (for the caller to decode one by one).
+        """
+        columns = avro_columns.decode(np.frombuffer(data, dtype=np.uint8), blocks, self._layout)
+        block_of = np.repeat(np.arange(len(blocks)), blocks[:, 2]) if len(blocks) else np.zeros(0, dtype=np.int64)
+        failed = np.unique(block_of[~columns.ok])
+        models, bad_model = avro_columns.strings(data, columns.model_id)
+        versions, bad_version = avro_columns.strings(data, columns.model_version)
+        latency, confidence = columns.latency_ms, columns.confidence
+        slow = columns.ok & (bad_model | bad_version | columns.odd | ~((latency >= 0) & (latency < math.inf))
+                             | ~(np.isnan(confidence) | ((confidence >= 0) & (confidence <= 1))))
+        fast = columns.ok & ~slow
+        batches: list[EventBatch] = []
+        for model in self.schemas:
+            mine = fast & (models == model)
+            fast &= ~mine
+            if mine.any():
+                batches.extend(self._columns_batches(data, columns, model, np.flatnonzero(mine), versions, slow))
+        slow |= fast  # unknown models
+        slow_rows = np.flatnonzero(slow)
+        more, dead = self.decode_records(
+            record(int(i), int(columns.start[i]), int(columns.end[i])) for i in slow_rows)
+        return batches + more, dead, failed
+
+    def _columns_batches(self, data: bytes, columns: avro_columns.Columns, model: str, rows: np.ndarray,
+                         versions: np.ndarray, slow: np.ndarray) -> list[EventBatch]:
+        """Batches of the decoded ``rows`` of ``model``; rows that need every check are set in ``slow``."""
+        schema = self.schemas[model]
+        numeric = np.array([self._where[n] for n in schema.numeric], dtype=np.int64)
+        categorical = np.array([self._where[n] for n in schema.categorical], dtype=np.int64)
+        kinds, values = columns.feature_kind[rows], columns.feature[rows]
+        numeric_kinds, numeric_values = kinds[:, numeric], values[:, numeric]
+        bad = (numeric_kinds == STRING).any(axis=1) | ((numeric_kinds == DOUBLE) & ~np.isfinite(numeric_values)).any(axis=1)
+        bad |= (kinds[:, categorical] == DOUBLE).any(axis=1)
+        prediction_kind, prediction = columns.prediction_kind[rows], columns.prediction[rows]
+        if schema.numeric_prediction:
+            bad |= (prediction_kind == STRING) | ((prediction_kind == DOUBLE) & ~np.isfinite(prediction))
+        else:
+            bad |= prediction_kind == DOUBLE
+        known = np.concatenate([numeric, categorical])
+        attributed = columns.attributed[rows]
+        if attributed.any():
+            attribution_set, attribution = columns.attribution_set[rows][:, known], columns.attribution[rows][:, known]
+            bad |= (attribution_set & ~np.isfinite(attribution)).any(axis=1)
+        else:
+            attribution_set = attribution = np.zeros((rows.size, 0))
+        strings = {name: avro_columns.strings(data, columns.feature_span[rows, j])
+                   for name, j in zip(schema.categorical, categorical)}
+        if not schema.numeric_prediction:
+            strings[None] = avro_columns.strings(data, columns.prediction_span[rows])
+        attributes = {name: avro_columns.strings(data, columns.attribute_span[rows, self._layout.attributes.index(name)])
+                      for name in schema.sensitive}
+        for _, invalid in (*strings.values(), *attributes.values()):
+            bad |= invalid
+        unknown = self._unknown_keys(data, columns, rows, bad)
+        event_ids, invalid = avro_columns.strings(data, columns.event_id[rows], few=False)
+        bad |= invalid
+        if bad.any():
+            slow[rows[bad]] = True
+            keep = ~bad
+            rows, kinds, numeric_values, prediction, attributed, attribution_set, attribution, event_ids = (
+                rows[keep], kinds[keep], numeric_values[keep], prediction[keep], attributed[keep], attribution_set[keep],
+                attribution[keep], event_ids[keep])
+            strings = {name: (values[keep], None) for name, (values, _) in strings.items()}
+            attributes = {name: (values[keep], None) for name, (values, _) in attributes.items()}
+        others = np.setdiff1d(np.arange(len(self._layout.features)), known)
+        if others.size:  # features of other models
+            present = (kinds[:, others] != ABSENT).sum(axis=0)
+            self.unknown_features.update({self._layout.features[j]: int(c) for j, c in zip(others, present) if c})
+        for row, keys in unknown.items():
+            if not slow[row]:
+                self.unknown_features.update(keys)
+        timestamps = columns.timestamp[rows]
+        slices = timestamps - timestamps % self.slide_ms
+        version_names, version_codes = np.unique(versions[rows].astype(str), return_inverse=True)
+        order = np.lexsort((slices, version_codes))
+        cuts = np.flatnonzero((np.diff(version_codes[order]) != 0) | (np.diff(slices[order]) != 0)) + 1
+        batches = []
+        for take in np.split(order, cuts):
+            if not take.size:
+                continue
+            features = {name: numeric_values[take, j] for j, name in enumerate(schema.numeric)}
+            features.update((name, strings[name][0][take]) for name in schema.categorical)
+            carried = attributed[take]
+            importance = {}
+            if (carried == 2).any():
+                for j, name in enumerate((*schema.numeric, *schema.categorical)):
+                    column = np.where(attribution_set[take, j], np.abs(attribution[take, j]), 0.0)
+                    column[carried == 0] = np.nan
+                    importance[name] = column
+            first = take[0]
+            batches.append(EventBatch(
+                model=model, version=str(version_names[version_codes[first]]),
+                slice_start_ms=int(slices[first]), timestamps=timestamps[take], latency_ms=columns.latency_ms[rows[take]],
+                error=columns.status[rows[take]] == 1, confidence=columns.confidence[rows[take]],
+                prediction=prediction[take] if schema.numeric_prediction else strings[None][0][take],
+                features=features, event_ids=event_ids[take],
+                attributes={name: values[take] for name, (values, _) in attributes.items()},
+                attributions=importance))
+        return batches
+
+    @staticmethod
+    def _unknown_keys(data: bytes, columns: avro_columns.Columns, rows: np.ndarray, bad: np.ndarray) -> dict[int, set[str]]:
+        """Per row with them, the feature keys no profile knows; a key that is not UTF-8 sets ``bad``."""
+        counts = columns.unknown_keys[rows]
+        if not counts.any():
+            return {}
+        first = np.cumsum(columns.unknown_keys) - columns.unknown_keys
+        keys = {}
+        for k in np.flatnonzero(counts).tolist():
+            row = int(rows[k])
+            spans = columns.unknown_key_span[first[row]:first[row] + counts[k]].tolist()
+            try:
+                keys[row] = {data[start:end].decode("utf-8") for start, end in spans}
+            except UnicodeDecodeError:
+                bad[k] = True
+        return keys
 
     def decode_records(self, records: Iterable[tuple[str, Any, Any]]) -> tuple[list[EventBatch], list[DeadLetter]]:
         """Validates ``(source, record, original)`` triples and groups the valid ones.

@@ -5,8 +5,8 @@ hour of event time, in an Avro container file. Two runs, each in a process of it
 own (peak RSS is its own):
 
 * pipeline: ``ampel-monitor run`` on the local runner (FnApiRunner, one worker);
-* decode-only: the same file read with fastavro and decoded into the same columnar
-  batches (``EventDecoder``), no Beam.
+* decode-only: the same file decoded into the same columnar batches
+  (``events.decode_event_file``), no Beam.
 
 With ``--memory N``, also the pipeline over N events in the same hour of event time
 (the same windows): state is O(bins), so peak RSS should not grow with N.
@@ -103,10 +103,8 @@ def _events(workdir: Path):
 
 def measure_decode(workdir: Path) -> dict:
     from ampel_monitor.config import load_config
-    from ampel_monitor.events import ModelSchema
+    from ampel_monitor.events import EventDecoder, ModelSchema, decode_event_file
     from pipelines.monitor import load_specs
-    from transforms.read import _chunks
-    from ampel_monitor.events import EventDecoder
 
     config = load_config(workdir / "config.yaml")
     specs = load_specs(config)
@@ -114,11 +112,10 @@ def measure_decode(workdir: Path) -> dict:
                            config.windows.slide_ms)
     started = time.perf_counter()
     events = 0
-    for chunk in _chunks(str(workdir / "events.avro"), 20_000):
-        batches, _ = decoder.decode_records(chunk)
+    for batches, _ in decode_event_file(decoder, str(workdir / "events.avro"), 20_000):
         events += sum(len(b) for b in batches)
     seconds = time.perf_counter() - started
-    return {"run": "decode only (fastavro + batches)", "events": events, "seconds": seconds,
+    return {"run": "decode only (columnar batches)", "events": events, "seconds": seconds,
             "events_per_s": events / seconds, "peak_rss_mb": peak_rss_mb()}
 
 

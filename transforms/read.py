@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
-from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources, iter_records
+from ampel_monitor.events import EventDecoder, ModelSchema, decode_event_file, decode_resources, iter_records
 from ampel_monitor.labels import decode_labels
 from transforms.counters import count_dead_letter, count_events
 
@@ -41,8 +41,7 @@ class _ReadEventsDoFn(beam.DoFn):
         self._decoder = EventDecoder(self._schemas, self._slide_ms)
 
     def process(self, path: str) -> Iterator[Any]:
-        for chunk in _chunks(path, self._chunk_size):
-            batches, dead = self._decoder.decode_records(chunk)
+        for batches, dead in decode_event_file(self._decoder, path, self._chunk_size):
             for batch in batches:
                 count_events(batch.model, len(batch))
                 yield TimestampedValue((batch.model, batch), batch.slice_start_ms / 1000)
