@@ -21,7 +21,7 @@ import numpy as np
 from ampel_monitor.events import EventBatch, ResourceBatch
 from ampel_monitor.quality import attribution_importance, rank_change
 from drift.profile import ReferenceProfile
-from drift.report import DriftPolicy, FeatureState, feature_drift
+from drift.report import DriftPolicy, FeatureState, feature_drift, features_drift
 from sketches.ddsketch import DDSketch
 
 __all__ = ["ModelAccumulator", "ModelSpec", "ResourceState", "VersionState", "rfc3339"]
@@ -190,10 +190,9 @@ class ModelAccumulator:
         for version in sorted(self.versions):
             state = self.versions[version]
             latency = state.latency.quantiles(LATENCY_QUANTILES)
-            drifts = {
-                name: feature_drift(spec.profile.features[name], feature_state, spec.policy)
-                for name, feature_state in state.features.items()
-            }
+            names = list(state.features)
+            drifts = dict(zip(names, features_drift([spec.profile.features[n] for n in names],
+                                                    [state.features[n] for n in names], spec.policy)))
             prediction = None
             if state.prediction is not None and spec.profile.prediction is not None:
                 prediction = feature_drift(spec.profile.prediction, state.prediction, spec.policy).to_dict()

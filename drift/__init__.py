@@ -12,7 +12,7 @@ from drift.binning import DECILES, coarse_map, decile_edges, ks_edges
 from drift.chi_square import chi_square
 from drift.columns import Column, EncodedColumn, is_numeric
 from drift.jensen_shannon import js_distance
-from drift.ks import ks_from_counts
+from drift.ks import ks_from_counts, ks_pvalues, ks_statistic
 from drift.profile import CategoricalProfile, FeatureProfile, NumericProfile, ReferenceProfile, build_feature_profile
 from drift.psi import psi
 from drift.report import (
@@ -22,6 +22,7 @@ from drift.report import (
     FeatureState,
     drift_report,
     feature_drift,
+    features_drift,
     sketch_column,
     sketch_columns,
 )
@@ -50,10 +51,13 @@ __all__ = [
     "decile_edges",
     "drift_report",
     "feature_drift",
+    "features_drift",
     "is_numeric",
     "js_distance",
     "ks_edges",
     "ks_from_counts",
+    "ks_pvalues",
+    "ks_statistic",
     "psi",
     "sketch_column",
     "sketch_columns",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import kstwo
 
-__all__ = ["ks_from_counts"]
+__all__ = ["ks_from_counts", "ks_pvalues", "ks_statistic"]
 
 
 def ks_from_counts(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
@@ -33,6 +33,13 @@ def ks_from_counts(reference_counts: np.ndarray, current_counts: np.ndarray) -> 
         >>> ks_from_counts(np.array([5, 0, 5]), np.array([0, 10, 0]))
         (0.5, 0.112)
     """
+    statistic, size = ks_statistic(reference_counts, current_counts)
+    return statistic, float(ks_pvalues(np.array([statistic]), np.array([size]))[0])
+
+
+def ks_statistic(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
+    """``D`` (as ``ks_from_counts``) and the effective sample size ``round(n * m / (n + m))``
+    its p-value is taken at; both NaN when either side is empty."""
     reference = np.asarray(reference_counts, dtype=np.float64)
     current = np.asarray(current_counts, dtype=np.float64)
     n, m = reference.sum(), current.sum()
@@ -40,5 +47,15 @@ def ks_from_counts(reference_counts: np.ndarray, current_counts: np.ndarray) -> 
         return float("nan"), float("nan")
     statistic = float(np.max(np.abs(np.cumsum(reference) / n - np.cumsum(current) / m)))
     big, small = max(n, m), min(n, m)
-    p_value = float(np.clip(kstwo.sf(statistic, np.round(big * small / (big + small))), 0.0, 1.0))
-    return statistic, p_value
+    return statistic, float(np.round(big * small / (big + small)))
+
+
+def ks_pvalues(statistics: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The p-values of many ``ks_statistic`` results in one call (``kstwo.sf``, clipped to
+    [0, 1]; NaN stays NaN)."""
+    statistics, sizes = np.asarray(statistics, dtype=np.float64), np.asarray(sizes, dtype=np.float64)
+    out = np.full(statistics.shape, np.nan)
+    known = ~(np.isnan(statistics) | np.isnan(sizes))
+    if known.any():
+        out[known] = np.clip(kstwo.sf(statistics[known], sizes[known]), 0.0, 1.0)
+    return out

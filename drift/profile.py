@@ -61,6 +61,9 @@ class NumericProfile:
         object.__setattr__(self, "_template", hist)
         object.__setattr__(self, "_coarse", coarse_map(self.ks_edges, self.edges))
 
+    def __reduce__(self) -> tuple[Any, ...]:  # the derived members are rebuilt, not pickled
+        return type(self), (self.name, self.edges, self.ks_edges, self.ks_counts, self.missing)
+
     @property
     def count(self) -> float:
         """Reference count of non-missing values."""
@@ -121,6 +124,9 @@ class CategoricalProfile:
                 f"(categories and overflow), got {self.counts.size}"
             )
         object.__setattr__(self, "_template", counter)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # the template is rebuilt, not pickled
+        return type(self), (self.name, self.categories, self.counts, self.missing)
 
     @property
     def count(self) -> float:

@@ -11,7 +11,7 @@ sizes, not p-values, which flag negligible shifts on large windows).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -21,7 +21,7 @@ from drift.base import JS, PSI, STAT_TESTS
 from drift.chi_square import chi_square
 from drift.columns import Column, EncodedColumn, is_numeric
 from drift.jensen_shannon import js_distance
-from drift.ks import ks_from_counts
+from drift.ks import ks_pvalues, ks_statistic
 from drift.profile import FeatureProfile, NumericProfile, ReferenceProfile
 from drift.psi import psi
 from sketches.categorical import CategoryCounter
@@ -34,6 +34,7 @@ __all__ = [
     "FeatureState",
     "drift_report",
     "feature_drift",
+    "features_drift",
     "sketch_column",
     "sketch_columns",
 ]
@@ -189,37 +190,50 @@ def sketch_columns(profile: ReferenceProfile, columns: Mapping[str, Column]) -> 
 
 def feature_drift(profile: FeatureProfile, state: FeatureState, policy: DriftPolicy | None = None) -> FeatureDrift:
     """Compares one feature's current state with its reference profile."""
+    return features_drift([profile], [state], policy)[0]
+
+
+def features_drift(profiles: Sequence[FeatureProfile], states: Sequence[FeatureState],
+                   policy: DriftPolicy | None = None) -> list[FeatureDrift]:
+    """``feature_drift`` of each profile and its state; the KS p-values in one vectorized call."""
     policy = policy or DriftPolicy()
-    rows = state.count + state.missing
-    missing_share = state.missing / rows if rows else math.nan
-    if isinstance(profile, NumericProfile):
-        current = profile.coarse(state.counts)
-        reference = profile.counts
-        ks_statistic, ks_pvalue = ks_from_counts(profile.ks_counts, state.counts)
-        values = {"psi": psi(reference, current), "js": js_distance(reference, current), "ks": ks_pvalue}
-        extra = {"ks_statistic": ks_statistic, "ks_pvalue": ks_pvalue}
-    else:
-        chi2_statistic, chi2_pvalue, _ = chi_square(profile.counts, state.counts)
-        values = {
-            "psi": psi(profile.counts, state.counts),
-            "js": js_distance(profile.counts, state.counts),
-            "chi2": chi2_pvalue,
-        }
-        extra = {"chi2_statistic": chi2_statistic, "chi2_pvalue": chi2_pvalue}
-    return FeatureDrift(
-        name=profile.name,
-        kind=profile.kind,
-        count=state.count,
-        missing_share=missing_share,
-        psi=values["psi"],
-        js=values["js"],
-        drifted=policy.is_drift(profile.name, values, state.count),
-        **extra,
-    )
+    ks = [ks_statistic(p.ks_counts, s.counts) if isinstance(p, NumericProfile) else (math.nan, math.nan)
+          for p, s in zip(profiles, states)]
+    pvalues = ks_pvalues(np.array([k[0] for k in ks]), np.array([k[1] for k in ks])).tolist() if ks else []
+    out = []
+    for profile, state, (ks_stat, _), ks_pvalue in zip(profiles, states, ks, pvalues):
+        rows = state.count + state.missing
+        missing_share = state.missing / rows if rows else math.nan
+        if isinstance(profile, NumericProfile):
+            current = profile.coarse(state.counts)
+            reference = profile.counts
+            values = {"psi": psi(reference, current), "js": js_distance(reference, current), "ks": ks_pvalue}
+            extra = {"ks_statistic": ks_stat, "ks_pvalue": ks_pvalue}
+        else:
+            chi2_statistic, chi2_pvalue, _ = chi_square(profile.counts, state.counts)
+            values = {
+                "psi": psi(profile.counts, state.counts),
+                "js": js_distance(profile.counts, state.counts),
+                "chi2": chi2_pvalue,
+            }
+            extra = {"chi2_statistic": chi2_statistic, "chi2_pvalue": chi2_pvalue}
+        out.append(FeatureDrift(
+            name=profile.name,
+            kind=profile.kind,
+            count=state.count,
+            missing_share=missing_share,
+            psi=values["psi"],
+            js=values["js"],
+            drifted=policy.is_drift(profile.name, values, state.count),
+            **extra,
+        ))
+    return out
 
 
 def drift_report(
     profile: ReferenceProfile, states: Mapping[str, FeatureState], policy: DriftPolicy | None = None
 ) -> DriftReport:
     """Compares the current state of every profiled feature with the profile."""
-    return DriftReport({name: feature_drift(f, states[name], policy) for name, f in profile.features.items()})
+    names = list(profile.features)
+    drifts = features_drift([profile.features[n] for n in names], [states[n] for n in names], policy)
+    return DriftReport(dict(zip(names, drifts)))

@@ -76,3 +76,19 @@ def test_merged_windows_equal_one_pass():
 def test_empty_side_gives_nan():
     statistic, pvalue = ks_from_counts(np.array([1.0, 2.0]), np.zeros(2))
     assert math.isnan(statistic) and math.isnan(pvalue)
+
+
+def test_a_report_takes_every_p_value_in_one_call_with_the_same_values():
+    rng = np.random.default_rng(11)
+    names = [f"x{i}" for i in range(6)]
+    profile = ReferenceProfile.build({n: rng.normal(size=5000) for n in names}, resolution=100)
+    current = {n: rng.normal(0.02 * i, 1, 2000 + 500 * i) for i, n in enumerate(names)}
+    current["x5"] = np.full(10, np.nan)  # nothing counted: NaN, among numbers
+    states = sketch_columns(profile, current)
+    report = drift_report(profile, states)
+    for name in names[:5]:
+        entry, state = report.features[name], states[name]
+        assert (entry.ks_statistic, entry.ks_pvalue) == ks_from_counts(profile.features[name].ks_counts, state.counts)
+        n, m = profile.features[name].ks_counts.sum(), state.counts.sum()
+        assert entry.ks_pvalue == pytest.approx(kstwo.sf(entry.ks_statistic, round(n * m / (n + m))), rel=1e-12)
+    assert math.isnan(report.features["x5"].ks_pvalue)
