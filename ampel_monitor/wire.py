@@ -17,20 +17,23 @@ Pure Python: no Apache Beam import.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fastavro
+import numpy as np
 import orjson
 
+from ampel_monitor.events import DeadLetter, EventBatch, EventDecoder
 from schemas import load_schema
 
-__all__ = ["FORMATS", "TOPIC_SCHEMAS", "WireFormat"]
+__all__ = ["FORMATS", "TOPIC_SCHEMAS", "WireFormat", "decode_predictions"]
 
 #: The wire format names.
 FORMATS = ("avro", "json")
@@ -105,6 +108,34 @@ class WireFormat:
 
         return encode
 
+    def show(self, data: bytes | None) -> str:
+        """A message as a dead letter shows it: JSON as text, anything else base64."""
+        if data is None:
+            return ""
+        if self.kind == "json":
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        return "base64:" + base64.b64encode(data).decode("ascii")
+
+    def record(self, source: str, data: bytes | None) -> tuple[str, Any, str]:
+        """``(source, record, original)`` of one message; a message that does not decode has
+        a dead letter (``undecodable``) in place of its record."""
+        original = self.show(data)
+        try:
+            return source, self.decode(data), original
+        except ValueError as exc:
+            return source, DeadLetter("undecodable", str(exc), source, original), original
+
+    @property
+    def bulk_prefix(self) -> bytes | None:
+        """What precedes the Avro binary of a message written with the current schema (the
+        framing, or nothing), when messages can be decoded in bulk; None otherwise."""
+        if self.kind != "avro" or self.writer_schema:
+            return None
+        return _FRAME.pack(0, self.schema_id) if self.confluent else b""
+
     def decode(self, data: bytes) -> Any:
         """Decodes one message.
 
@@ -138,3 +169,31 @@ class WireFormat:
         if buffer.tell() != len(data):
             raise ValueError(f"{len(data) - buffer.tell()} bytes left after the Avro record")
         return record
+
+
+def decode_predictions(wire: WireFormat, decoder: EventDecoder, messages: Sequence[tuple[str, bytes | None]]
+                       ) -> tuple[list[EventBatch], list[DeadLetter]]:
+    """Batches and dead letters of prediction messages ``(source, value)``.
+
+    Avro messages of the current schema are decoded in bulk (``EventDecoder.decode_avro``);
+    every other message (JSON, another schema id, bytes that do not decode) one by one,
+    with the same result as decoding them all one by one.
+    """
+    prefix = wire.bulk_prefix
+    bulk = [] if prefix is None else [i for i, (_, v) in enumerate(messages) if v is not None and v.startswith(prefix)]
+
+    batches: list[EventBatch] = []
+    dead: list[DeadLetter] = []
+    rest = sorted(set(range(len(messages))) - set(bulk))
+    if bulk:
+        values = [messages[i][1] for i in bulk]
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        ends = np.cumsum(lengths)
+        blocks = np.stack([ends - lengths + len(prefix), ends, np.ones_like(ends)], axis=1)
+        batches, dead, failed = decoder.decode_avro(b"".join(values), blocks,
+                                                    lambda k, start, end: wire.record(*messages[bulk[k]]))
+        rest += [bulk[k] for k in failed.tolist()]
+    if rest:
+        more, rejected = decoder.decode_records(wire.record(*messages[i]) for i in rest)
+        batches, dead = batches + more, dead + rejected
+    return batches, dead

@@ -30,7 +30,6 @@ consumer starts on the worker, never from pipeline options or logs.
 
 from __future__ import annotations
 
-import base64
 import logging
 import sys
 import time
@@ -49,9 +48,9 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from ampel_monitor.config import KafkaConfig
-from ampel_monitor.events import DeadLetter, EventDecoder, ModelSchema, decode_resources
+from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources
 from ampel_monitor.labels import decode_labels
-from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat
+from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat, decode_predictions
 from transforms.counters import count_dead_letter, count_events
 from transforms.read import DEAD
 
@@ -249,21 +248,13 @@ class _ReadPartitionDoFn(beam.DoFn):
     def _emit(self, element: KafkaPartition, messages: list) -> Iterator[Any]:
         """Decodes messages into batches and dead letters; returns the newest event time (ms)."""
         wire = self._wire[element.kind]
-        records, dead = [], []
-        for message in messages:
-            source = f"{element.topic}/{element.partition}@{message.offset()}"
-            value = message.value()
-            original = _original(value, wire.kind)
-            try:
-                records.append((source, wire.decode(value), original))
-            except ValueError as exc:
-                dead.append(DeadLetter("undecodable", str(exc), source, original))
+        values = [(f"{element.topic}/{element.partition}@{m.offset()}", m.value()) for m in messages]
         if element.kind == "predictions":
-            batches, rejected = self._decoder.decode_records(records)
+            batches, dead = decode_predictions(wire, self._decoder, values)
         elif element.kind == "labels":
-            batches, rejected = decode_labels(records, tuple(self._schemas))
+            batches, dead = decode_labels((wire.record(*v) for v in values), tuple(self._schemas))
         else:
-            batches, rejected = decode_resources(records, tuple(self._schemas), self._slide_ms)
+            batches, dead = decode_resources((wire.record(*v) for v in values), tuple(self._schemas), self._slide_ms)
         newest = None
         for batch in batches:
             if element.kind == "predictions":
@@ -275,7 +266,7 @@ class _ReadPartitionDoFn(beam.DoFn):
                 last = start = batch.slice_start_ms
             newest = last if newest is None else max(newest, last)
             yield TimestampedValue((batch.model, batch), start / 1000)
-        for letter in dead + rejected:
+        for letter in dead:
             count_dead_letter(letter.reason)
             yield pvalue.TaggedOutput(DEAD, letter.to_dict())
         return newest
@@ -292,17 +283,6 @@ def _caught_up(consumer: Consumer, element: KafkaPartition, next_offset: int) ->
     except KafkaException:
         return False
     return next_offset >= high
-
-
-def _original(value: bytes | None, kind: str) -> str:
-    if value is None:
-        return ""
-    if kind == "json":
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-    return "base64:" + base64.b64encode(value).decode("ascii")
 
 
 class ReadFromKafka(beam.PTransform):

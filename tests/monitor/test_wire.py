@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 
-from ampel_monitor.wire import WireFormat
+from ampel_monitor.wire import WireFormat, decode_predictions
 
 EVENT = {"event_id": "e1", "model_id": "m", "model_version": "v1", "timestamp": 1_767_225_600_000, "latency_ms": 12.5,
          "status": "ok", "error_code": None, "features": {"x": 1.5, "c": "red", "gone": None}, "prediction": "yes",
@@ -67,3 +68,43 @@ def test_trailing_bytes_are_refused():
 def test_json_keeps_nan_for_validation_to_name():
     record = WireFormat("json", "PredictionEvent").decode(b'{"latency_ms": NaN}')
     assert record["latency_ms"] != record["latency_ms"]
+
+
+@pytest.mark.parametrize("kind, confluent", [("avro", False), ("avro", True), ("json", False)])
+def test_prediction_messages_decode_in_bulk_as_one_by_one(tmp_path, kind, confluent):
+    import fastavro
+    import numpy as np
+
+    from ampel_monitor.events import EventDecoder, ModelSchema
+
+    current = json.load(open("schemas/prediction_event.avsc"))
+    old = {**current, "fields": [f for f in current["fields"] if f["name"] != "attributions"]}
+    (tmp_path / "v0.avsc").write_text(json.dumps(old))
+    wire = WireFormat(kind, "PredictionEvent", confluent, schema_id=1, schema_ids={3: str(tmp_path / "v0.avsc")})
+    events = [{**EVENT, "event_id": f"e{i}", "timestamp": EVENT["timestamp"] + 20_000 * i, "latency_ms": float(i - 2),
+               "features": {"x": i / 3, "c": "red" if i % 2 else "blue"}} for i in range(12)]
+    messages = [wire.encode(e) for e in events]
+    if confluent:  # one message of the older schema, framed with its id
+        buffer = io.BytesIO()
+        buffer.write(b"\x00\x00\x00\x00\x03")
+        fastavro.schemaless_writer(buffer, fastavro.parse_schema(old), {k: v for k, v in events[5].items()
+                                                                         if k != "attributions"})
+        messages[5] = buffer.getvalue()
+    messages[7] = messages[7][:-4]  # cut short
+    messages += [None, b"\x07garbage"]
+    sources = [(f"t/0@{i}", m) for i, m in enumerate(messages)]
+    schema = {"m": ModelSchema(numeric=("x",), categorical=("c",), numeric_prediction=False)}
+    batches, dead = decode_predictions(wire, EventDecoder(schema, 60_000), sources)
+    expected, expected_dead = EventDecoder(schema, 60_000).decode_records(wire.record(*s) for s in sources)
+
+    def rows(found):
+        return sorted((b.slice_start_ms, i, t, x, c) for b in found for i, t, x, c in
+                      zip(b.event_ids, b.timestamps.tolist(), b.features["x"].tolist(), b.features["c"]))
+
+    assert rows(batches) == rows(expected) and len(rows(batches)) == 12 - 1 - 2  # cut short, negative latency x2
+    assert sorted((d.source, d.reason, d.record) for d in dead) == sorted(
+        (d.source, d.reason, d.record) for d in expected_dead)
+    assert {d.source: d.reason for d in dead} == {"t/0@0": "negative_latency", "t/0@1": "negative_latency",
+                                                  "t/0@7": "undecodable", "t/0@12": "undecodable",
+                                                  "t/0@13": "undecodable"}
+    assert np.isnan(next(b for b in batches if "e5" in b.event_ids).confidence).sum() == 0
