@@ -137,8 +137,9 @@ def build(
     if kafka is not None:
         if config.kafka is None:
             raise ValueError("kafka: the config has no kafka section")
+        kinds = ("predictions", *(("resources",) if kafka.resources else ()), *(("labels",) if kafka.labels else ()))
         read = pipeline | "ReadKafka" >> ReadFromKafka(
-            config.kafka, schemas, slide_ms, kafka.resources, kafka.stop_at_end, kafka.stop_when_idle, kafka.labels)
+            config.kafka, schemas, slide_ms, kinds, kafka.stop_at_end, kafka.stop_when_idle)
         streams, dead = [read.batches], [read[DEAD]]
     else:
         events = pipeline | "ReadEvents" >> ReadEventFiles(list(inputs), schemas, slide_ms)
@@ -154,7 +155,7 @@ def build(
     streaming = pipeline.options.view_as(StandardOptions).streaming
     everything = streams | "AllBatches" >> beam.Flatten()
     batches = everything | "NotLabels" >> beam.Filter(lambda kv: not isinstance(kv[1], LabelBatch))
-    if kafka is not None and kafka.labels:
+    if kafka is not None and kafka.labels:  # one read step: its watermark is the slowest partition's
         label_streams.append(everything | "Labels" >> beam.Filter(lambda kv: isinstance(kv[1], LabelBatch)))
     windowed = batches | "WindowMetrics" >> WindowMetrics(specs, config.windows, streaming)
     metrics = windowed["metrics"] | "Unkey" >> beam.Values()

@@ -15,7 +15,9 @@ The source (``ReadFromKafka``)::
 * The watermark of a partition trails the largest event time read from it by
   ``watermark_skew``; a partition idle for ``idle_timeout``, and read to the end the
   broker reports, advances it to the wall clock minus the skew, so quiet partitions do
-  not hold windows back (an unreachable broker is not idleness).
+  not hold windows back (an unreachable broker is not idleness). A partition never
+  reports more than the slowest partition of its read step in the same worker
+  (``_StepWatermarks``).
 * Start positions: earliest, latest, committed (the consumer group's offset, else
   earliest) or a timestamp. Offsets read are committed to the group (asynchronously)
   for lag monitoring only: the runner's checkpoints, not the group, decide where a
@@ -32,8 +34,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +74,8 @@ class KafkaPartition:
     partition: int
     start: int
     stop: int = _UNBOUNDED
+    #: Every (topic, partition) of the read step, this one included.
+    siblings: tuple[tuple[str, int], ...] = ()
 
 
 def _consumer(kafka: KafkaConfig) -> Consumer:
@@ -91,6 +97,7 @@ class _PartitionsDoFn(beam.DoFn):
     def process(self, _: Any) -> Iterator[KafkaPartition]:
         consumer = _consumer(self._kafka)
         try:
+            found = []
             for kind in self._kinds:
                 topic = getattr(self._kafka.topics, kind)
                 metadata = consumer.list_topics(topic, timeout=30)
@@ -99,9 +106,12 @@ class _PartitionsDoFn(beam.DoFn):
                     raise ValueError(f"kafka topic {topic!r} ({kind}) does not exist: {described and described.error}")
                 for partition in sorted(described.partitions):
                     start, stop = self._positions(consumer, topic, partition)
-                    yield KafkaPartition(kind, topic, partition, start, stop if self._stop_at_end else _UNBOUNDED)
+                    found.append((kind, topic, partition, start, stop if self._stop_at_end else _UNBOUNDED))
         finally:
             consumer.close()
+        siblings = tuple((topic, partition) for _, topic, partition, _, _ in found)
+        for kind, topic, partition, start, stop in found:
+            yield KafkaPartition(kind, topic, partition, start, stop, siblings)
 
     def _positions(self, consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
@@ -155,11 +165,57 @@ class _WatermarkProvider(WatermarkEstimatorProvider):
         return ManualWatermarkEstimator(state)
 
 
+class _StepWatermarks:
+    """The watermark estimates of the partitions each read step is reading in this worker.
+
+    A partition reports the smallest estimate among its step's partitions, not its own.
+    Prism (Beam 2.77) takes a read step's output watermark from the partition whose bundle
+    ended last rather than the minimum over all of them: a partition ahead in event time
+    (a smaller one, or one of labels, which trail their predictions by the label delay)
+    then moved the watermark past events another partition had not read yet, and those
+    came too late. Holding every partition to the slowest is always safe: a watermark may
+    lag the data, never lead it. An estimate not refreshed for ``stale_seconds`` (its
+    partition is read elsewhere now, or gone) no longer holds the others back.
+    """
+
+    def __init__(self, stale_seconds: float = 30.0) -> None:
+        self._lock = threading.Lock()
+        self._steps: dict[str, dict[tuple[str, int], tuple[int, float]]] = {}
+        self._finished: dict[str, set[tuple[str, int]]] = {}
+        self._stale = stale_seconds
+
+    def report(self, step: str, partition: tuple[str, int], epoch_ms: int,
+               siblings: tuple[tuple[str, int], ...] = ()) -> int:
+        """Records a partition's own estimate (never lowering it); returns the step's smallest.
+
+        Siblings not heard of yet count as at the epoch: they have read nothing so far.
+        """
+        now = time.monotonic()
+        with self._lock:
+            partitions = self._steps.setdefault(step, {})
+            finished = self._finished.setdefault(step, set())
+            for sibling in siblings:
+                if sibling not in partitions and sibling not in finished:
+                    partitions[sibling] = (0, now)
+            previous = partitions.get(partition)
+            partitions[partition] = (epoch_ms if previous is None else max(previous[0], epoch_ms), now)
+            return min(ms for ms, seen in partitions.values() if now - seen < self._stale)
+
+    def done(self, step: str, partition: tuple[str, int]) -> None:
+        """A partition read to its end holds nothing back any more."""
+        with self._lock:
+            self._steps.get(step, {}).pop(partition, None)
+            self._finished.setdefault(step, set()).add(partition)
+
+
+_WATERMARKS = _StepWatermarks()
+
+
 class _ReadPartitionDoFn(beam.DoFn):
     def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int,
-                 stop_when_idle: float | None) -> None:
+                 stop_when_idle: float | None, step: str) -> None:
         self._kafka, self._schemas, self._slide_ms = kafka, dict(schemas), slide_ms
-        self._stop_when_idle = stop_when_idle
+        self._stop_when_idle, self._step = stop_when_idle, step
 
     def setup(self) -> None:
         self._consumers: dict[tuple[str, int], tuple[Consumer, int]] = {}
@@ -198,7 +254,10 @@ class _ReadPartitionDoFn(beam.DoFn):
         key = (element.topic, element.partition)
         next_offset = restriction.start
         if next_offset >= restriction.stop:
+            _WATERMARKS.done(self._step, key)
             return
+        current = watermark.current_watermark()
+        _WATERMARKS.report(self._step, key, current.micros // 1000 if current is not None else 0, element.siblings)
         consumer = self._consumer_at(element, next_offset)
         deadline = time.monotonic() + _BUNDLE_SECONDS
         skew_ms = int(self._kafka.watermark_skew * 1000)
@@ -223,24 +282,28 @@ class _ReadPartitionDoFn(beam.DoFn):
                 self._last_message[key] = time.monotonic()
                 newest = yield from self._emit(element, claimed)
                 if newest is not None:
-                    self._advance(watermark, newest - skew_ms)
+                    self._advance(watermark, key, newest - skew_ms)
                 consumer.commit(offsets=[TopicPartition(element.topic, element.partition, next_offset)],
                                 asynchronous=True)
-            if ended or next_offset >= restriction.stop:
+            if next_offset >= restriction.stop:
+                _WATERMARKS.done(self._step, key)
+                return
+            if ended:  # the runner split off the rest: it is read on, in another call
                 return
             if not messages:
                 idle = time.monotonic() - self._last_message.setdefault(key, time.monotonic())
                 if idle >= self._kafka.idle_timeout and _caught_up(consumer, element, next_offset):
-                    self._advance(watermark, int(time.time() * 1000) - skew_ms)
+                    self._advance(watermark, key, int(time.time() * 1000) - skew_ms)
                     if self._stop_when_idle is not None and idle >= self._stop_when_idle:
                         tracker.try_claim(restriction.stop)  # nothing more to read: this partition is done
+                        _WATERMARKS.done(self._step, key)
                         return
                 break
         tracker.defer_remainder(Duration(seconds=0 if next_offset > restriction.start else _POLL_SECONDS))
 
-    @staticmethod
-    def _advance(watermark: ManualWatermarkEstimator, epoch_ms: int) -> None:
-        candidate = Timestamp(micros=epoch_ms * 1000)
+    def _advance(self, watermark: ManualWatermarkEstimator, partition: tuple[str, int], epoch_ms: int) -> None:
+        """Moves the partition's estimate to ``epoch_ms``; its watermark to the step's slowest."""
+        candidate = Timestamp(micros=_WATERMARKS.report(self._step, partition, epoch_ms) * 1000)
         current = watermark.current_watermark()
         if current is None or candidate > current:
             watermark.set_watermark(candidate)
@@ -286,14 +349,17 @@ def _caught_up(consumer: Consumer, element: KafkaPartition, next_offset: int) ->
 
 
 class ReadFromKafka(beam.PTransform):
-    """Reads prediction events and resource samples from Kafka as keyed, timestamped batches.
+    """Reads prediction events, resource samples or labels from Kafka as keyed, timestamped batches.
 
     Args:
         kafka: the cluster, topics, format and start position.
         schemas: per model id, the features its events carry.
         slide_ms: the slice length, milliseconds.
-        resources: also read the resource-samples topic.
-        labels: also read the labels topic (``(model, LabelBatch)`` among the batches).
+        kinds: the input topics read: "predictions", "resources", "labels" (labels come
+            as ``(model, LabelBatch)``). Read labels in the same step as the predictions:
+            the step's watermark is then held to its slowest partition (see
+            ``_StepWatermarks``), and labels, which run ahead of their predictions in event
+            time, never move the join's watermark past predictions not read yet.
         stop_at_end: read only up to the end offsets found at start (a bounded replay).
         stop_when_idle: finish a partition after this many seconds without messages.
 
@@ -301,11 +367,16 @@ class ReadFromKafka(beam.PTransform):
         A ``DoOutputsTuple`` with ``batches`` of ``(model, batch)`` and ``dead`` letters.
     """
 
-    def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int, resources: bool = True,
-                 stop_at_end: bool = False, stop_when_idle: float | None = None, labels: bool = False) -> None:
+    def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int,
+                 kinds: Sequence[str] = ("predictions", "resources"), stop_at_end: bool = False,
+                 stop_when_idle: float | None = None) -> None:
         super().__init__()
+        unknown = set(kinds) - set(TOPIC_SCHEMAS)
+        if unknown:
+            raise ValueError(f"unknown topic kinds {sorted(unknown)}; known: {sorted(TOPIC_SCHEMAS)}")
         self._kafka, self._schemas, self._slide_ms = kafka, dict(schemas), slide_ms
-        self._kinds = ("predictions", *(("resources",) if resources else ()), *(("labels",) if labels else ()))
+        self._kinds = tuple(kinds)
+        self._step = uuid.uuid4().hex  # names this read step in every worker
         self._stop_at_end, self._stop_when_idle = stop_at_end, stop_when_idle
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> pvalue.DoOutputsTuple:
@@ -315,7 +386,7 @@ class ReadFromKafka(beam.PTransform):
             | "Partitions" >> beam.ParDo(_PartitionsDoFn(self._kafka, self._kinds, self._stop_at_end))
             | "Distribute" >> beam.Reshuffle()
             | "ReadPartition" >> beam.ParDo(
-                _ReadPartitionDoFn(self._kafka, self._schemas, self._slide_ms, self._stop_when_idle)
+                _ReadPartitionDoFn(self._kafka, self._schemas, self._slide_ms, self._stop_when_idle, self._step)
             ).with_outputs(DEAD, main="batches")
         )
 

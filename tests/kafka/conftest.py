@@ -56,7 +56,12 @@ class Broker:
     def produce(topic: str, messages: list[tuple[str | None, bytes]]) -> None:
         producer = Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "linger.ms": 5})
         for key, value in messages:
-            producer.produce(topic, value, key)
+            while True:
+                try:
+                    producer.produce(topic, value, key)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    producer.poll(0.1)
             producer.poll(0)
         assert producer.flush(60) == 0
 

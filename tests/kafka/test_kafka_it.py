@@ -149,3 +149,56 @@ def test_live_stream_windows_are_progressive_and_survive_a_broker_restart(tmp_pa
     per_model = Counter(e["model_id"] for e in produced)
     for model, n in per_model.items():
         assert sum(m["count"] for m in final.values() if m["model"] == model) == n
+
+
+def test_prism_joins_labels_from_kafka_and_loses_no_prediction(tmp_path, broker, prism_args):
+    """Labels (30 minutes after their predictions in event time) read from their topic beside
+    the predictions: no prediction comes too late, every window counts each event once, and
+    every window's labelled count and accuracy equal the offline join."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from sklearn.metrics import accuracy_score
+
+    from tests.kafka.conftest import ROOT
+
+    base = (int(time.time() * 1000) // MINUTE - 40) * MINUTE  # predictions 40-34 minutes ago
+    events = make_events(seed=71, minutes=6, per_minute=50_000)
+    for e in events:
+        e["timestamp"] += base - START_MS
+    rng = np.random.default_rng(72)
+    labelled = [e for e in events if rng.random() < 0.5]
+    labels = [{"event_id": e["event_id"], "model_id": e["model_id"], "timestamp": e["timestamp"] + 30 * MINUTE,
+               "label": e["prediction"] if rng.random() < 0.8 else "other"} for e in labelled]
+    topics = broker.topics("labels")
+    write_setup(tmp_path, [], {}, extra={"labels": {"max_delay": "1h", "min_labelled": 1, "min_fraction": 0.0}})
+    config = kafka_config(tmp_path, topics, {"size": "2m", "slide": "1m", "allowed_lateness": "1m"})
+    labels_wire = WireFormat("avro", "LabelEvent")
+    broker.produce(topics["predictions"], [(e["model_id"], AVRO.encode(e)) for e in events])
+    broker.produce(topics["labels"], [(l["model_id"], labels_wire.encode(l)) for l in labels])
+
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "ampel_monitor.cli", "run", "--config", str(config), "--out",
+                             str(out), "--stop-at-end", *prism_args], capture_output=True, text=True, cwd=ROOT,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lines(out / "dead_letters.jsonl") == []
+    final = latest_panes(lines(out / "metrics.jsonl"))
+    assert sum(m["count"] for m in final.values()) == 2 * len(events)
+
+    quality: dict = {}
+    for q in lines(out / "quality.jsonl"):  # the last pane of each window holds all its labels
+        quality[(q["model"], q["version"], q["window_end"])] = q
+    assert {k for k in quality} <= set(final)
+    by_id = {e["event_id"]: e for e in events}
+    label_of = {l["event_id"]: l["label"] for l in labels}
+    for (model, version, end), q in quality.items():
+        stop = epoch_ms(end)
+        pairs = [(label_of[i], by_id[i]["prediction"]) for i in label_of
+                 if (by_id[i]["model_id"], by_id[i]["model_version"]) == (model, version)
+                 and stop - 2 * MINUTE <= by_id[i]["timestamp"] < stop and by_id[i]["status"] == "ok"]
+        assert q["quality"]["labelled"] == len(pairs), (model, version, end)
+        assert q["quality"]["accuracy"] == pytest.approx(accuracy_score(*zip(*pairs)), abs=1e-12)
+    assert sum(q["quality"]["labelled"] for q in quality.values()) == 2 * sum(
+        by_id[l["event_id"]]["status"] == "ok" for l in labels)
