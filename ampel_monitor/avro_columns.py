@@ -9,6 +9,8 @@ beyond the wire format; ``EventDecoder.decode_avro`` checks the columns and send
 record that is not plainly valid through the record-by-record path, so both paths give
 the same batches and the same dead letters.
 
+``LabelEvent`` records decode the same way (``decode_labels``).
+
 Input is a byte buffer and a list of blocks ``(start, end, records)``: an Avro
 container block holds its records back to back; a Kafka message is a block of one
 record. A block whose bytes do not decode as exactly its records is marked as failed
@@ -25,7 +27,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["ABSENT", "DOUBLE", "NULL", "STRING", "Columns", "Layout", "decode", "strings"]
+__all__ = ["ABSENT", "DOUBLE", "NULL", "STRING", "Columns", "LabelColumns", "Layout", "decode", "decode_labels",
+           "strings"]
 
 #: Kinds of a map value or union, per record and name.
 ABSENT, NULL, DOUBLE, STRING = 0, 1, 2, 3
@@ -124,6 +127,39 @@ def decode(buffer: np.ndarray, blocks: np.ndarray, layout: Layout) -> Columns:
                        columns.feature_kind, columns.feature, columns.feature_span, columns.unknown_keys,
                        columns.unknown_key_span, columns.attribute_span, columns.odd, columns.attributed, columns.attribution_set,
                        columns.attribution)
+    return columns
+
+
+@dataclass(frozen=True, eq=False)
+class LabelColumns:
+    """Decoded ``LabelEvent`` records (spans as in ``Columns``)."""
+
+    ok: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    event_id: np.ndarray
+    model_id: np.ndarray
+    #: DOUBLE or STRING, its number and its span.
+    label_kind: np.ndarray
+    label: np.ndarray
+    label_span: np.ndarray
+    timestamp: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ok.size)
+
+
+def decode_labels(buffer: np.ndarray, blocks: np.ndarray) -> LabelColumns:
+    """Decodes the ``LabelEvent`` records of ``blocks`` (rows of start, end, records) in ``buffer``."""
+    n = int(blocks[:, 2].sum()) if blocks.size else 0
+    spans = lambda: np.full((n, 2), -1, dtype=np.int64)  # noqa: E731
+    columns = LabelColumns(ok=np.ones(n, dtype=bool), start=np.zeros(n, dtype=np.int64), end=np.zeros(n, dtype=np.int64),
+                           event_id=spans(), model_id=spans(), label_kind=np.zeros(n, dtype=np.int8),
+                           label=np.full(n, np.nan), label_span=spans(), timestamp=np.zeros(n, dtype=np.int64))
+    if n:
+        _decode_label_blocks(np.ascontiguousarray(buffer, dtype=np.uint8), np.ascontiguousarray(blocks, dtype=np.int64),
+                             columns.ok, columns.start, columns.end, columns.event_id, columns.model_id,
+                             columns.label_kind, columns.label, columns.label_span, columns.timestamp)
     return columns
 
 
@@ -458,3 +494,49 @@ def _decode_blocks(buffer, blocks, names, name_lengths, attribute_names, attribu
             ok[first:i] = False
             unknown_keys[first:i] = 0
             spare = spare_before
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_label_blocks(buffer, blocks, ok, record_start, record_end, event_id, model_id, label_kind, label,
+                         label_span, timestamp):  # pragma: no cover (compiled)
+    bits = np.zeros(1, dtype=np.uint64)
+    scratch = (bits, bits.view(np.float64))
+    i = 0
+    for b in range(blocks.shape[0]):
+        pos, end, count = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        first = i
+        for _ in range(count):
+            record_start[i] = pos
+            if pos >= 0:
+                for target in (event_id, model_id):
+                    start, stop = _span(buffer, pos, end)
+                    if stop < 0:
+                        pos = -1
+                        break
+                    target[i, 0], target[i, 1] = start, stop
+                    pos = stop
+            if pos >= 0:
+                branch, pos = _long(buffer, pos, end)  # label: double | string
+                if pos < 0 or branch < 0 or branch > 1:
+                    pos = -1
+                elif branch == 0:
+                    if pos + 8 > end:
+                        pos = -1
+                    else:
+                        label_kind[i] = 2
+                        label[i] = _double(buffer, pos, scratch)
+                        pos += 8
+                else:
+                    start, stop = _span(buffer, pos, end)
+                    if stop < 0:
+                        pos = -1
+                    else:
+                        label_kind[i] = 3
+                        label_span[i, 0], label_span[i, 1] = start, stop
+                        pos = stop
+            if pos >= 0:
+                timestamp[i], pos = _long(buffer, pos, end)
+            record_end[i] = pos
+            i += 1
+        if pos != end:
+            ok[first:i] = False

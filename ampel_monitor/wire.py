@@ -21,7 +21,7 @@ import base64
 import io
 import json
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,10 @@ import numpy as np
 import orjson
 
 from ampel_monitor.events import DeadLetter, EventBatch, EventDecoder
+from ampel_monitor.labels import LabelBatch, decode_label_avro, decode_labels
 from schemas import load_schema
 
-__all__ = ["FORMATS", "TOPIC_SCHEMAS", "WireFormat", "decode_predictions"]
+__all__ = ["FORMATS", "TOPIC_SCHEMAS", "WireFormat", "decode_label_messages", "decode_predictions"]
 
 #: The wire format names.
 FORMATS = ("avro", "json")
@@ -132,7 +133,7 @@ class WireFormat:
     def bulk_prefix(self) -> bytes | None:
         """What precedes the Avro binary of a message written with the current schema (the
         framing, or nothing), when messages can be decoded in bulk; None otherwise."""
-        if self.kind != "avro" or self.writer_schema:
+        if self.kind != "avro" or self.writer_schema or self.schema not in ("PredictionEvent", "LabelEvent"):
             return None
         return _FRAME.pack(0, self.schema_id) if self.confluent else b""
 
@@ -179,21 +180,39 @@ def decode_predictions(wire: WireFormat, decoder: EventDecoder, messages: Sequen
     every other message (JSON, another schema id, bytes that do not decode) one by one,
     with the same result as decoding them all one by one.
     """
-    prefix = wire.bulk_prefix
-    bulk = [] if prefix is None else [i for i, (_, v) in enumerate(messages) if v is not None and v.startswith(prefix)]
+    return _decode_messages(wire, messages, lambda data, blocks, record: decoder.decode_avro(
+        data, blocks, lambda k, start, end: record(k)), decoder.decode_records)
 
-    batches: list[EventBatch] = []
+
+def decode_label_messages(wire: WireFormat, models: Iterable[str], messages: Sequence[tuple[str, bytes | None]]
+                          ) -> tuple[list[LabelBatch], list[DeadLetter]]:
+    """Label batches and dead letters of label messages ``(source, value)``, as
+    ``decode_predictions`` (``labels.decode_label_avro`` in bulk)."""
+    models = tuple(models)
+
+    def bulk(data: bytes, blocks: np.ndarray, record: Callable[[int], tuple[str, Any, Any]], sources: list[str]) -> Any:
+        return decode_label_avro(data, blocks, models, sources, record)
+
+    return _decode_messages(wire, messages, bulk, lambda records: decode_labels(records, models), with_sources=True)
+
+
+def _decode_messages(wire: WireFormat, messages: Sequence[tuple[str, bytes | None]], bulk: Callable[..., Any],
+                     one_by_one: Callable[[Iterable[tuple[str, Any, Any]]], tuple[list, list[DeadLetter]]],
+                     with_sources: bool = False) -> tuple[list, list[DeadLetter]]:
+    prefix = wire.bulk_prefix
+    chosen = [] if prefix is None else [i for i, (_, v) in enumerate(messages) if v is not None and v.startswith(prefix)]
+    batches: list = []
     dead: list[DeadLetter] = []
-    rest = sorted(set(range(len(messages))) - set(bulk))
-    if bulk:
-        values = [messages[i][1] for i in bulk]
+    rest = sorted(set(range(len(messages))) - set(chosen))
+    if chosen:
+        values = [messages[i][1] for i in chosen]
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
         ends = np.cumsum(lengths)
         blocks = np.stack([ends - lengths + len(prefix), ends, np.ones_like(ends)], axis=1)
-        batches, dead, failed = decoder.decode_avro(b"".join(values), blocks,
-                                                    lambda k, start, end: wire.record(*messages[bulk[k]]))
-        rest += [bulk[k] for k in failed.tolist()]
+        args = (b"".join(values), blocks, lambda k: wire.record(*messages[chosen[k]]))
+        batches, dead, failed = bulk(*args, [messages[i][0] for i in chosen]) if with_sources else bulk(*args)
+        rest += [chosen[k] for k in failed.tolist()]
     if rest:
-        more, rejected = decoder.decode_records(wire.record(*messages[i]) for i in rest)
+        more, rejected = one_by_one(wire.record(*messages[i]) for i in rest)
         batches, dead = batches + more, dead + rejected
     return batches, dead

@@ -96,7 +96,9 @@ def run_pipeline(config: Path, out: Path, runner: list[str], extra: list[str]) -
     if result.returncode != 0:
         raise RuntimeError(result.stdout[-3000:] + result.stderr[-3000:])
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {"seconds": seconds, "windows": len(metrics)}
+    latest = {(m["model"], m["version"], m["window_end"]): m["count"] for m in metrics}
+    dead = (out / "dead_letters.jsonl").read_text().splitlines()
+    return {"seconds": seconds, "windows": len(metrics), "counted": sum(latest.values()), "dead": len(dead)}
 
 
 def first_to_last_window(out: Path, started: float) -> float:
@@ -138,7 +140,9 @@ def main() -> None:
             result = run_pipeline(config, workdir / "out-labels", prism, ["--stop-at-end"])
             rows.append(("Kafka -> metrics + labels on prism (avro)", f"{produced['events']:,}",
                          f"{result['seconds']:.1f}", f"{produced['events'] / result['seconds']:,.0f}",
-                         "50 % labelled 30 min later: the streaming join; start-up included"))
+                         f"50 % labelled 30 min later: the streaming join; start-up included; "
+                         f"{result['counted'] / 5 / produced['events']:.0%} of events in windows, "
+                         f"{result['dead']} dead letters"))
             latency = live_latency(workdir, prism, args.live_rate)
             rows.append(("live on prism: window emitted after its end", f"{latency['events']:,}", "",
                          f"{args.live_rate:,.0f} offered",

@@ -53,8 +53,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from ampel_monitor.config import KafkaConfig
 from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources
-from ampel_monitor.labels import decode_labels
-from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat, decode_predictions
+from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat, decode_label_messages, decode_predictions
 from transforms.counters import count_dead_letter, count_events
 from transforms.read import DEAD
 
@@ -270,12 +269,15 @@ class _ReadPartitionDoFn(beam.DoFn):
                     if error.code() != KafkaError._PARTITION_EOF:
                         _LOG.warning("kafka %s/%s: %s", element.topic, element.partition, error)
                     continue
-                if message.offset() < next_offset:
-                    continue  # already claimed (the consumer was reset behind our position)
-                if not tracker.try_claim(message.offset()):
-                    ended = True  # the rest of the restriction was split off, or its stop reached
-                    break
-                claimed.append(message)
+                if message.offset() >= next_offset:  # else already claimed (the consumer was reset behind)
+                    claimed.append(message)
+            # one claim for the batch: claiming an offset claims every offset before it
+            if claimed and not tracker.try_claim(claimed[-1].offset()):
+                # the restriction ends inside the batch (its stop, or the runner split off the rest);
+                # the offsets before its end are still this call's
+                stop = tracker.current_restriction().stop
+                claimed = [m for m in claimed if m.offset() < stop]
+                ended = True
             if claimed:
                 next_offset = claimed[-1].offset() + 1
                 self._consumers[key] = (consumer, next_offset)
@@ -315,7 +317,7 @@ class _ReadPartitionDoFn(beam.DoFn):
         if element.kind == "predictions":
             batches, dead = decode_predictions(wire, self._decoder, values)
         elif element.kind == "labels":
-            batches, dead = decode_labels((wire.record(*v) for v in values), tuple(self._schemas))
+            batches, dead = decode_label_messages(wire, self._schemas, values)
         else:
             batches, dead = decode_resources((wire.record(*v) for v in values), tuple(self._schemas), self._slide_ms)
         newest = None

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ampel_monitor.wire import WireFormat, decode_predictions
+from ampel_monitor.wire import WireFormat, decode_label_messages, decode_predictions
 
 EVENT = {"event_id": "e1", "model_id": "m", "model_version": "v1", "timestamp": 1_767_225_600_000, "latency_ms": 12.5,
          "status": "ok", "error_code": None, "features": {"x": 1.5, "c": "red", "gone": None}, "prediction": "yes",
@@ -108,3 +108,26 @@ def test_prediction_messages_decode_in_bulk_as_one_by_one(tmp_path, kind, conflu
                                                   "t/0@7": "undecodable", "t/0@12": "undecodable",
                                                   "t/0@13": "undecodable"}
     assert np.isnan(next(b for b in batches if "e5" in b.event_ids).confidence).sum() == 0
+
+
+@pytest.mark.parametrize("confluent", [False, True])
+def test_label_messages_decode_in_bulk_as_one_by_one(confluent):
+    from ampel_monitor.labels import decode_labels
+
+    wire = WireFormat("avro", "LabelEvent", confluent, schema_id=2)
+    labels = [{"event_id": f"e{i}", "model_id": "m" if i % 4 else "x", "timestamp": 1_767_225_600_000 + i,
+               "label": ("yes", "no", 1.5, float("nan"), "é")[i % 5]} for i in range(40)]
+    messages = [wire.encode(label) for label in labels]
+    messages[3] = messages[3][:-2]  # cut short
+    messages += [b"\x00\x01", None]
+    sources = [(f"l/0@{i}", m) for i, m in enumerate(messages)]
+    batches, dead = decode_label_messages(wire, ["m"], sources)
+    expected, expected_dead = decode_labels((wire.record(*s) for s in sources), ["m"])
+
+    def rows(found):
+        return sorted((i, repr(label), t, s) for b in found
+                      for i, label, t, s in zip(b.event_ids, b.labels, b.timestamps.tolist(), b.sources))
+
+    assert rows(batches) == rows(expected) and len(rows(batches)) == 24  # 30 of model m, less 6 NaN (one also cut)
+    assert sorted((d.source, d.reason) for d in dead) == sorted((d.source, d.reason) for d in expected_dead)
+    assert {type(label) for b in batches for label in b.labels} == {str, float}
