@@ -174,20 +174,23 @@ class _StepWatermarks:
     then moved the watermark past events another partition had not read yet, and those
     came too late. Holding every partition to the slowest is always safe: a watermark may
     lag the data, never lead it. An estimate not refreshed for ``stale_seconds`` (its
-    partition is read elsewhere now, or gone) no longer holds the others back.
+    partition is read elsewhere now, or gone) no longer holds the others back; nor does a
+    sibling partition never heard of in this worker after ``unheard_seconds``.
     """
 
-    def __init__(self, stale_seconds: float = 30.0) -> None:
+    def __init__(self, stale_seconds: float = 30.0, unheard_seconds: float = 5.0) -> None:
         self._lock = threading.Lock()
         self._steps: dict[str, dict[tuple[str, int], tuple[int, float]]] = {}
         self._finished: dict[str, set[tuple[str, int]]] = {}
-        self._stale = stale_seconds
+        self._stale, self._unheard = stale_seconds, unheard_seconds
 
     def report(self, step: str, partition: tuple[str, int], epoch_ms: int,
                siblings: tuple[tuple[str, int], ...] = ()) -> int:
         """Records a partition's own estimate (never lowering it); returns the step's smallest.
 
-        Siblings not heard of yet count as at the epoch: they have read nothing so far.
+        Siblings not heard of yet count as at the epoch (they have read nothing so far) for
+        ``unheard_seconds``: long enough for a runner to start reading every partition it
+        holds, short enough not to hold a worker long for partitions read by another one.
         """
         now = time.monotonic()
         with self._lock:
@@ -195,7 +198,7 @@ class _StepWatermarks:
             finished = self._finished.setdefault(step, set())
             for sibling in siblings:
                 if sibling not in partitions and sibling not in finished:
-                    partitions[sibling] = (0, now)
+                    partitions[sibling] = (0, now - self._stale + self._unheard)
             previous = partitions.get(partition)
             partitions[partition] = (epoch_ms if previous is None else max(previous[0], epoch_ms), now)
             return min(ms for ms, seen in partitions.values() if now - seen < self._stale)

@@ -25,7 +25,14 @@ def test_each_partition_reports_the_slowest_of_its_step():
 
 
 def test_a_partition_not_heard_of_lately_holds_nothing_back():
-    marks = _StepWatermarks(stale_seconds=0.2)
+    marks = _StepWatermarks(stale_seconds=0.2, unheard_seconds=0.2)
     marks.report("s", P0, 100, (P0, P1))
     time.sleep(0.3)
+    assert marks.report("s", P0, 200) == 200
+
+
+def test_a_sibling_never_heard_of_is_let_go_sooner():
+    marks = _StepWatermarks(stale_seconds=30, unheard_seconds=0.2)
+    assert marks.report("s", P0, 100, (P0, P1)) == 0
+    time.sleep(0.3)  # P1 is read by another worker
     assert marks.report("s", P0, 200) == 200
