@@ -1,9 +1,11 @@
 """Real Prometheus, Alertmanager and Elasticsearch for tests, started by the project's scripts,
 and the local receivers Alertmanager notifies (a webhook server and an SMTP sink).
 
-The test services listen on their own ports (39090, 39094, 39200, plus
+The test services listen on their own ports (29090, 29094, 29200, plus
 ``AMPEL_TEST_PORT_OFFSET`` when set, so that two test runs can share a machine) so that
-a local stack (``make obs-up es-up``) can run beside them; the receivers listen where
+a local stack (``make obs-up es-up``) can run beside them. All test ports lie below
+Linux's ephemeral range (32768-60999): a client connection's local port there once took
+the broker's port just before the broker bound it; the receivers listen where
 ``deploy/alertmanager/alertmanager.yml`` sends: 127.0.0.1:19101 (HTTP) and :19025 (SMTP).
 """
 
@@ -27,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("AMPEL_CACHE", Path.home() / ".cache" / "ampel-monitor"))
 #: Added to every test service port (not to the receivers, whose ports the Alertmanager config names).
 PORT_OFFSET = int(os.environ.get("AMPEL_TEST_PORT_OFFSET", "0"))
-PROM_PORT, AM_PORT, ES_PORT, ES_TRANSPORT_PORT = (p + PORT_OFFSET for p in (39090, 39094, 39200, 39300))
+PROM_PORT, AM_PORT, ES_PORT, ES_TRANSPORT_PORT = (p + PORT_OFFSET for p in (29090, 29094, 29200, 29300))
 WEBHOOK_PORT, SMTP_PORT = 19101, 19025
 
 

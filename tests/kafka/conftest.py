@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests.services import PORT_OFFSET
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT, CONTROLLER_PORT = 39092 + PORT_OFFSET, 39093 + PORT_OFFSET
+PORT, CONTROLLER_PORT = 29092 + PORT_OFFSET, 29093 + PORT_OFFSET
 BOOTSTRAP = f"127.0.0.1:{PORT}"
 
 

@@ -361,7 +361,7 @@ def test_a_document_against_the_mapping_is_dead_lettered_and_the_rest_written(el
 
 @pytest.fixture(scope="module")
 def opensearch() -> Iterator[Elasticsearch]:
-    node = Elasticsearch(dist="opensearch", port=39201 + PORT_OFFSET, transport_port=39301 + PORT_OFFSET)
+    node = Elasticsearch(dist="opensearch", port=29201 + PORT_OFFSET, transport_port=29301 + PORT_OFFSET)
     node.stop(wipe=True)  # a node left over from an interrupted run
     node.start()
     yield node
