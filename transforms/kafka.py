@@ -186,7 +186,7 @@ class _StepWatermarks:
 
     def report(self, step: str, partition: tuple[str, int], epoch_ms: int,
                siblings: tuple[tuple[str, int], ...] = ()) -> int:
-        """Records a partition's own estimate (never lowering it); returns the step's smallest.
+        """Records a partition's estimate; returns the step's smallest.
 
         Siblings not heard of yet count as at the epoch (they have read nothing so far) for
         ``unheard_seconds``: long enough for a runner to start reading every partition it
@@ -199,8 +199,7 @@ class _StepWatermarks:
             for sibling in siblings:
                 if sibling not in partitions and sibling not in finished:
                     partitions[sibling] = (0, now - self._stale + self._unheard)
-            previous = partitions.get(partition)
-            partitions[partition] = (epoch_ms if previous is None else max(previous[0], epoch_ms), now)
+            partitions[partition] = (epoch_ms, now)
             return min(ms for ms, seen in partitions.values() if now - seen < self._stale)
 
     def done(self, step: str, partition: tuple[str, int]) -> None:
@@ -258,6 +257,7 @@ class _ReadPartitionDoFn(beam.DoFn):
         if next_offset >= restriction.stop:
             _WATERMARKS.done(self._step, key)
             return
+        # from what its estimator holds (after a restore from a checkpoint, that is where it is)
         current = watermark.current_watermark()
         _WATERMARKS.report(self._step, key, current.micros // 1000 if current is not None else 0, element.siblings)
         consumer = self._consumer_at(element, next_offset)
