@@ -57,8 +57,9 @@ def _table(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True, eq=False)
-class Columns:
-    """Decoded records. Spans are ``[start, end)`` byte offsets into the input (-1 when absent)."""
+class _Records:
+    """What every kind of decoded record has. Spans are ``[start, end)`` byte offsets into
+    the input (-1 when absent)."""
 
     #: Per record: its block decoded (False: its block failed, every other column is void).
     ok: np.ndarray
@@ -67,8 +68,26 @@ class Columns:
     end: np.ndarray
     event_id: np.ndarray
     model_id: np.ndarray
-    model_version: np.ndarray
     timestamp: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ok.size)
+
+    def failed_blocks(self, blocks: np.ndarray) -> np.ndarray:
+        """The indices of the ``blocks`` whose bytes did not decode as their records."""
+        block_of = np.repeat(np.arange(len(blocks)), blocks[:, 2]) if len(blocks) else np.zeros(0, dtype=np.int64)
+        return np.unique(block_of[~self.ok])
+
+
+def _count(blocks: np.ndarray) -> int:
+    return int(blocks[:, 2].sum()) if blocks.size else 0
+
+
+@dataclass(frozen=True, eq=False)
+class Columns(_Records):
+    """Decoded ``PredictionEvent`` records."""
+
+    model_version: np.ndarray
     latency_ms: np.ndarray
     #: The status symbol's index: 0 "ok", 1 "error".
     status: np.ndarray
@@ -97,13 +116,10 @@ class Columns:
     attribution_set: np.ndarray
     attribution: np.ndarray
 
-    def __len__(self) -> int:
-        return int(self.ok.size)
-
 
 def decode(buffer: np.ndarray, blocks: np.ndarray, layout: Layout) -> Columns:
     """Decodes the records of ``blocks`` (rows of start, end, records) in ``buffer`` (uint8)."""
-    n = int(blocks[:, 2].sum()) if blocks.size else 0
+    n = _count(blocks)
     features, attributes = len(layout.features), len(layout.attributes)
     spans = lambda *shape: np.full((*shape, 2), -1, dtype=np.int64)  # noqa: E731
     columns = Columns(
@@ -131,27 +147,18 @@ def decode(buffer: np.ndarray, blocks: np.ndarray, layout: Layout) -> Columns:
 
 
 @dataclass(frozen=True, eq=False)
-class LabelColumns:
-    """Decoded ``LabelEvent`` records (spans as in ``Columns``)."""
+class LabelColumns(_Records):
+    """Decoded ``LabelEvent`` records."""
 
-    ok: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
-    event_id: np.ndarray
-    model_id: np.ndarray
     #: DOUBLE or STRING, its number and its span.
     label_kind: np.ndarray
     label: np.ndarray
     label_span: np.ndarray
-    timestamp: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.ok.size)
 
 
 def decode_labels(buffer: np.ndarray, blocks: np.ndarray) -> LabelColumns:
     """Decodes the ``LabelEvent`` records of ``blocks`` (rows of start, end, records) in ``buffer``."""
-    n = int(blocks[:, 2].sum()) if blocks.size else 0
+    n = _count(blocks)
     spans = lambda: np.full((n, 2), -1, dtype=np.int64)  # noqa: E731
     columns = LabelColumns(ok=np.ones(n, dtype=bool), start=np.zeros(n, dtype=np.int64), end=np.zeros(n, dtype=np.int64),
                            event_id=spans(), model_id=spans(), label_kind=np.zeros(n, dtype=np.int8),

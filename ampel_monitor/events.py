@@ -349,8 +349,7 @@ class EventDecoder:
             not decode as their records (for the caller to decode one by one).
         """
         columns = avro_columns.decode(np.frombuffer(data, dtype=np.uint8), blocks, self._layout)
-        block_of = np.repeat(np.arange(len(blocks)), blocks[:, 2]) if len(blocks) else np.zeros(0, dtype=np.int64)
-        failed = np.unique(block_of[~columns.ok])
+        failed = columns.failed_blocks(blocks)
         models, bad_model = avro_columns.strings(data, columns.model_id)
         versions, bad_version = avro_columns.strings(data, columns.model_version)
         latency, confidence = columns.latency_ms, columns.confidence

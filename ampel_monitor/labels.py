@@ -115,8 +115,7 @@ def decode_label_avro(data: bytes, blocks: np.ndarray, models: Iterable[str], so
     the indices of the blocks that did not decode.
     """
     columns = avro_columns.decode_labels(np.frombuffer(data, dtype=np.uint8), blocks)
-    block_of = np.repeat(np.arange(len(blocks)), blocks[:, 2]) if len(blocks) else np.zeros(0, dtype=np.int64)
-    failed = np.unique(block_of[~columns.ok])
+    failed = columns.failed_blocks(blocks)
     event_ids, bad = avro_columns.strings(data, columns.event_id, few=False)
     model_ids, bad_model = avro_columns.strings(data, columns.model_id)
     texts, bad_text = avro_columns.strings(data, columns.label_span)
