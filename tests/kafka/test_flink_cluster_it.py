@@ -189,8 +189,10 @@ def test_taskmanager_killed_mid_run_recovers_from_the_last_checkpoint(tmp_path, 
     killed_at = int(time.time() * 1000)
     second = events_between(82, killed_at - 5_000, killed_at, 300, "b")
     produce(broker, topics["predictions"], second)
-    wait_for(lambda: cluster.rest.job(job).state in ("RESTARTING", "INITIALIZING", "CREATED"), 60,
-             "the job to notice the lost TaskManager")
+    assert cluster.rest.root_exception(job) is None  # no failure before the kill
+    # noticed: the job restarts, or (its RESTARTING state can be shorter than a poll) it records the failure
+    wait_for(lambda: cluster.rest.job(job).state in ("RESTARTING", "INITIALIZING", "CREATED")
+             or cluster.rest.root_exception(job) is not None, 60, "the job to notice the lost TaskManager")
     cluster.script("start-taskmanager")
     cluster.rest.wait_for_state(job, {"RUNNING"}, 180)
     wait_for(lambda: cluster.rest.checkpoints(job).restored >= 1, 120, "the restore from a checkpoint")
