@@ -429,7 +429,7 @@ class EventDecoder:
             features.update((name, strings[name][0][take]) for name in schema.categorical)
             carried = attributed[take]
             importance = {}
-            if (carried == 2).any():
+            if carried.any():
                 for j, name in enumerate((*schema.numeric, *schema.categorical)):
                     column = np.where(attribution_set[take, j], np.abs(attribution[take, j]), 0.0)
                     column[carried == 0] = np.nan
@@ -636,7 +636,7 @@ def _attributions(rows: list[tuple], names: tuple[str, ...], bad: dict[int, tupl
     """Absolute attributions per profiled feature (see ``EventBatch.attributions``); a
     non-number or non-finite attribution rejects its event (into ``bad``)."""
     maps = [row[10].get("attributions") for row in rows]
-    if not any(maps):
+    if all(m is None for m in maps):
         return {}
     carried = np.fromiter((m is not None for m in maps), dtype=bool, count=len(maps))
     matrix = _feature_matrix([m or {} for m in maps], names)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import math
 
+import fastavro
 import numpy as np
 import pytest
 
 from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources, parse_timestamp
+from schemas import load_schema
 
 SCHEMA = ModelSchema(numeric=("x",), categorical=("c",), numeric_prediction=False)
 T0 = 1_767_225_600_000
@@ -94,6 +97,26 @@ def test_attributions_become_absolute_columns_per_profiled_feature():
     assert batch.attributions["x"][:2].tolist() == [0.5, 0.25] and math.isnan(batch.attributions["x"][2])
     assert batch.attributions["c"][:2].tolist() == [2.0, 0.0] and set(batch.attributions) == {"x", "c"}
     assert batch.take(np.array([False, True, True])).attributions["x"][0] == 0.25
+
+
+def test_an_empty_attributions_map_attributes_nothing_to_every_feature():
+    """An event with ``attributions: {}`` is attributed (zeros), unlike one without; in both decoders."""
+    events = [record(i, error_code=None, attributes={}, attributions=a) for i, a in ((1, {}), (2, None))]
+    (slow,), _ = EventDecoder({"m": SCHEMA}, slide_ms=60_000).decode_records((f"s:{i}", r, None) for i, r in enumerate(events))
+    schema = load_schema("PredictionEvent")
+    messages = []
+    for event in events:
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, schema, event)
+        messages.append(buffer.getvalue())
+    ends = np.cumsum([len(m) for m in messages])
+    blocks = np.array([(e - len(m), e, 1) for m, e in zip(messages, ends)], dtype=np.int64)
+    (fast,), _, failed = EventDecoder({"m": SCHEMA}, slide_ms=60_000).decode_avro(b"".join(messages), blocks, lambda *a: 1 / 0)
+    assert failed.size == 0
+    for batch in (slow, fast):
+        assert set(batch.attributions) == {"x", "c"}
+        for column in batch.attributions.values():
+            assert column[0] == 0.0 and math.isnan(column[1])
 
 
 def test_no_attributions_no_columns():
