@@ -185,7 +185,14 @@ def test_prism_joins_labels_from_kafka_and_loses_no_prediction(tmp_path, broker,
     assert result.returncode == 0, result.stderr[-3000:]
     assert lines(out / "dead_letters.jsonl") == []
     final = latest_panes(lines(out / "metrics.jsonl"))
-    assert sum(m["count"] for m in final.values()) == 2 * len(events)
+    expected = Counter()
+    for e in events:
+        end = e["timestamp"] - e["timestamp"] % MINUTE + MINUTE
+        for window_end in (end, end + MINUTE):  # 2-minute windows sliding by one minute
+            expected[(e["model_id"], e["model_version"], window_end)] += 1
+    counted = {(model, version, epoch_ms(end)): m["count"] for (model, version, end), m in final.items()}
+    assert {k: n for k, n in counted.items() if n != expected[k]} == {}
+    assert counted.keys() == expected.keys()
 
     quality: dict = {}
     for q in lines(out / "quality.jsonl"):  # the last pane of each window holds all its labels
