@@ -28,7 +28,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 from apache_beam import pvalue
-from apache_beam.coders import BytesCoder
+from apache_beam.coders import BytesCoder, VarIntCoder
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
@@ -74,15 +74,17 @@ class _JoinDoFn(beam.DoFn):
     """The streaming join of one (model, shard).
 
     A batch is only appended to bag state as it comes (a write of that batch alone).
-    When the watermark passes the next slice boundary after it, the waiting predictions
-    and labels are matched and what waited too long expires: the shard's state is read
-    and written once per slide, not once per batch.
+    When the watermark passes the next slice boundary after the first batch waiting, the
+    waiting predictions and labels are matched and what waited too long expires: the
+    shard's state is read and written once per slide, not once per batch.
     """
 
     # held as bytes: the state cache sizes a bytes object at once, a dict entry by entry
     PENDING = ReadModifyWriteStateSpec("pending", BytesCoder())
     ARRIVED = BagStateSpec("arrived", BytesCoder())
     TICK = TimerSpec("tick", TimeDomain.WATERMARK)
+    #: when TICK is set to fire (ms), as a timer cannot be read back
+    DUE = ReadModifyWriteStateSpec("due", VarIntCoder())
 
     def __init__(self, labels: LabelsConfig, slide_ms: int, sensitive: Mapping[str, tuple[str, ...]]) -> None:
         self._labels, self._slide_ms, self._sensitive = labels, slide_ms, dict(sensitive)
@@ -95,16 +97,22 @@ class _JoinDoFn(beam.DoFn):
                            self._sensitive.get(model, ()))
 
     def process(self, element, timestamp=beam.DoFn.TimestampParam, arrived=beam.DoFn.StateParam(ARRIVED),
-                tick=beam.DoFn.TimerParam(TICK)):
+                tick=beam.DoFn.TimerParam(TICK), due=beam.DoFn.StateParam(DUE)):
         _, (kind, batch) = element
         arrived.add(pickle.dumps((kind, batch), protocol=pickle.HIGHEST_PROTOCOL))
         latest = max(timestamp.micros // 1000, int(batch.timestamps.max()) if len(batch) else 0)
-        tick.set(Timestamp(micros=(latest - latest % self._slide_ms + self._slide_ms) * 1000))
+        boundary = latest - latest % self._slide_ms + self._slide_ms
+        # never later than it is set already: each batch moving it on to its own slice kept a
+        # steady stream from ever reaching it (the shard matched nothing until the input paused)
+        set_for = due.read()
+        if set_for is None or boundary < set_for:
+            tick.set(Timestamp(micros=boundary * 1000))
+            due.write(boundary)
 
     @on_timer(TICK)
     def on_tick(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
                 pending=beam.DoFn.StateParam(PENDING), arrived=beam.DoFn.StateParam(ARRIVED),
-                tick=beam.DoFn.TimerParam(TICK)):
+                tick=beam.DoFn.TimerParam(TICK), due=beam.DoFn.StateParam(DUE)):
         model, _ = key
         join = self._pending(pending, model)
         batches = [pickle.loads(data) for data in arrived.read()]
@@ -112,9 +120,12 @@ class _JoinDoFn(beam.DoFn):
         yield from _match(join, model, batches, fired)
         if len(join):
             pending.write(pickle.dumps(join, protocol=pickle.HIGHEST_PROTOCOL))
-            tick.set(Timestamp(micros=join.next_deadline() * 1000))
+            deadline = join.next_deadline()
+            tick.set(Timestamp(micros=deadline * 1000))
+            due.write(deadline)
         else:
             pending.clear()
+            due.clear()
 
     @staticmethod
     def _emit(pairs: list[LabelledBatch]) -> Iterator[Any]:

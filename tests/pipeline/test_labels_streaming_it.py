@@ -85,3 +85,58 @@ def test_late_labels_update_their_windows_and_waiting_is_bounded(tmp_path):
     assert [(d["reason"], json.loads(d["record"])["event_id"]) for d in dead] == [("label_without_prediction", "e35")]
     expired = REGISTRY.get_sample_value("ampel_unlabelled_predictions_expired_total", {"model": "m"}) - expired_before
     assert expired == 10
+
+
+
+def test_a_steady_stream_expires_what_waited_too_long_as_the_watermark_passes(tmp_path):
+    """Predictions keep coming, each batch in a later slice, while a label waits for a
+    prediction that never comes: it is dead-lettered once the watermark passes its grace
+    (60 s), not when the stream pauses."""
+    profile = ReferenceProfile.build({"x": np.arange(100.0)})
+    decoder = EventDecoder({"m": ModelSchema.from_profile(profile, "classification")}, WINDOWS.slide_ms)
+
+    def predictions(first_s):
+        records = [(f"t:{i}", {"event_id": f"e{i}", "model_id": "m", "model_version": "v1", "timestamp": T0 + i * 1000,
+                               "latency_ms": 10.0, "status": "ok", "features": {"x": 1.0}, "prediction": "yes"}, None)
+                   for i in range(first_s, first_s + 60, 2)]
+        found, dead = decoder.decode_records(records)
+        assert not dead
+        return [TimestampedValue((b.model, b), b.slice_start_ms / 1000) for b in found]
+
+    ids = [f"e{i}" for i in range(0, 40, 2)] + ["never"]
+    labels = LabelBatch("m", np.array(ids, dtype=object), np.array(["yes"] * len(ids), dtype=object),
+                        np.full(len(ids), T0 + 50_000, dtype=np.int64))
+    stream = (
+        BeamTestStream()
+        .advance_watermark_to(T0 / 1000)
+        .add_elements(predictions(0))                                     # [0, 60 s)
+        .add_elements([TimestampedValue(("m", labels), T0 / 1000 + 50)])  # 20 of them labelled, and "never"
+        .add_elements(predictions(60))                                    # the stream goes on
+        .add_elements(predictions(120))
+        .advance_watermark_to(T0 / 1000 + 150)
+        .add_elements(predictions(180))
+        .advance_watermark_to(T0 / 1000 + 210)
+        .add_elements(predictions(240))
+        .advance_watermark_to_infinity()
+    )
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    quality_path, dead_path = tmp_path / "quality.jsonl", tmp_path / "dead.jsonl"
+    models = (ModelConfig("m", "classification", "unused", positive_label="yes"),)
+    with beam.Pipeline(options=options) as pipeline:
+        both = pipeline | stream
+        preds = both | "P" >> beam.Filter(lambda kv: not isinstance(kv[1], LabelBatch))
+        labs = both | "L" >> beam.Filter(lambda kv: isinstance(kv[1], LabelBatch))
+        out = (preds, labs) | QualityWindows(models, {"m": {"accuracy": 0.5}}, WINDOWS, LABELS)
+        _ = out["quality"] | beam.Values() | "Q" >> WriteJsonLines(str(quality_path))
+        stamped = out[DEAD] | beam.Map(lambda d, at=beam.DoFn.TimestampParam: {**d, "at": at.micros // 1000 - T0})
+        _ = stamped | "D" >> WriteJsonLines(str(dead_path))
+
+    dead = [json.loads(line) for line in dead_path.read_text().splitlines()]
+    # the label waits from 50 s; its grace ends at 110 s, and the join looks once per slide
+    assert [(d["reason"], d["at"]) for d in dead] == [("label_without_prediction", 120_000)]
+    panes = [json.loads(line) for line in quality_path.read_text().splitlines()]
+    labelled = {}
+    for p in panes:
+        labelled[p["window_start"]] = max(labelled.get(p["window_start"], 0), p["quality"]["labelled"])
+    assert labelled == {"2025-12-31T23:59:00Z": 20, "2026-01-01T00:00:00Z": 20}
