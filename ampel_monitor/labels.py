@@ -137,8 +137,117 @@ def decode_label_avro(data: bytes, blocks: np.ndarray, models: Iterable[str], so
     return batches + more, dead, failed
 
 
+class _Waiting:
+    """Rows waiting in a join shard, column by column.
+
+    Event ids have an index (id -> row) and a mask says which rows still wait. Appended
+    batches are kept as chunks until rows are read; a later row with an id already
+    waiting replaces it. Pickles without the index and the rows gone, so a shard's state
+    costs a few arrays to write and read, not an object per event.
+    """
+
+    def __init__(self) -> None:
+        self._ids = np.empty(0, dtype=object)
+        self._columns: dict[str, np.ndarray] = {}
+        self._chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+        self._live = np.empty(0, dtype=bool)
+        self._count = 0
+        self._index: dict[str, int] | None = {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._compact()
+        return {"ids": self._ids, "columns": self._columns}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._ids, self._columns, self._chunks = state["ids"], state["columns"], []
+        self._live = np.ones(self._ids.size, dtype=bool)
+        self._count, self._index = int(self._ids.size), None  # the index is built when first needed
+
+    def ids(self) -> list[str]:
+        """The ids waiting, oldest first."""
+        self._flush()
+        return self._ids[self._live].tolist()
+
+    def find(self, ids: list[str]) -> np.ndarray:
+        """The row of each id, -1 where it does not wait."""
+        get = self._lookup().get
+        return np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+
+    def add(self, ids: np.ndarray, columns: Mapping[str, np.ndarray]) -> None:
+        index, id_list = self._lookup(), ids.tolist()
+        base, n = self._live.size, len(id_list)
+        self._live = np.concatenate([self._live, np.ones(n, dtype=bool)])
+        replaced = list({index[i] for i in id_list if i in index})
+        self._live[replaced] = False
+        index.update(zip(id_list, range(base, base + n)))
+        self._count += n - len(replaced)
+        if len(index) != self._count:  # an id twice in the batch: its last row waits
+            for k, event_id in enumerate(id_list):
+                if index[event_id] != base + k:
+                    self._live[base + k] = False
+                    self._count -= 1
+        self._chunks.append((ids, dict(columns)))
+
+    def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        self._flush()
+        return {name: column[rows] for name, column in self._columns.items()}
+
+    def remove(self, rows: np.ndarray) -> list[str]:
+        """Removes waiting rows; returns their ids."""
+        self._flush()
+        ids = self._ids[rows].tolist()
+        index = self._lookup()
+        for event_id in ids:
+            del index[event_id]
+        self._live[rows] = False
+        self._count -= len(ids)
+        if self._live.size > 2 * self._count + 1024:
+            self._compact()
+        return ids
+
+    def rows_before(self, name: str, bound: int) -> np.ndarray:
+        """The waiting rows whose column ``name`` is below ``bound``."""
+        self._flush()
+        if not self._count:
+            return np.empty(0, dtype=np.int64)
+        return np.flatnonzero(self._live & (self._columns[name] < bound))
+
+    def smallest(self, name: str) -> int:
+        self._flush()
+        return int(self._columns[name][self._live].min())
+
+    def _lookup(self) -> dict[str, int]:
+        if self._index is None:
+            self._flush()
+            live = np.flatnonzero(self._live)
+            self._index = dict(zip(self._ids[live].tolist(), live.tolist()))
+        return self._index
+
+    def _flush(self) -> None:
+        if not self._chunks:
+            return
+        parts = [(self._ids, self._columns)] if self._ids.size else []
+        parts += self._chunks
+        self._ids = np.concatenate([ids for ids, _ in parts])
+        self._columns = {name: np.concatenate([columns[name] for _, columns in parts]) for name in parts[0][1]}
+        self._chunks = []
+
+    def _compact(self) -> None:
+        self._flush()
+        if self._count != self._ids.size:
+            keep = self._live
+            self._ids, self._columns = self._ids[keep], {name: column[keep] for name, column in self._columns.items()}
+            self._live, self._index = np.ones(self._count, dtype=bool), None
+
+
 class PendingJoin:
     """One shard of the prediction-label join (see the module docstring).
+
+    What waits is held in columns (``_Waiting``): a prediction's version, event time,
+    prediction, confidence and sensitive attributes; a label's value, time and source.
 
     Args:
         max_delay_ms: how long (event time) a prediction waits for its label.
@@ -149,25 +258,40 @@ class PendingJoin:
 
     def __init__(self, max_delay_ms: int, grace_ms: int, slide_ms: int, sensitive: tuple[str, ...] = ()) -> None:
         self.max_delay_ms, self.grace_ms, self.slide_ms, self.sensitive = max_delay_ms, grace_ms, slide_ms, sensitive
-        #: event id -> (version, event time ms, prediction, confidence, attributes)
-        self.predictions: dict[str, tuple[str, int, Any, float, tuple]] = {}
-        #: event id -> (label, label time ms, source)
-        self.labels: dict[str, tuple[Any, int, str]] = {}
+        self._predictions = _Waiting()
+        self._labels = _Waiting()
+
+    @property
+    def predictions(self) -> list[str]:
+        """The ids of the predictions waiting for their label."""
+        return self._predictions.ids()
+
+    @property
+    def labels(self) -> list[str]:
+        """The ids of the labels waiting for their prediction."""
+        return self._labels.ids()
 
     def add_predictions(self, batch: EventBatch) -> tuple[list[LabelledBatch], list[DeadLetter]]:
         """Keeps the batch's predictions; returns the pairs made with labels already waiting
         (and the dead letters of labels that came later than ``max_delay_ms``)."""
-        attributes = [batch.attributes.get(name) for name in self.sensitive]
+        n = len(batch)
+        columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "version": np.full(n, batch.version, dtype=object),
+                   "prediction": batch.prediction, "confidence": batch.confidence.astype(np.float64, copy=False)}
+        for j, name in enumerate(self.sensitive):
+            values = batch.attributes.get(name)
+            columns[f"a{j}"] = np.full(n, None, dtype=object) if values is None else values
+        matched, rows = _meet(self._labels, batch.event_ids)
         made, dead = [], []
-        for i, event_id in enumerate(batch.event_ids.tolist()):
-            prediction = batch.prediction[i]
-            entry = (batch.version, int(batch.timestamps[i]), prediction.item() if isinstance(prediction, np.generic) else prediction,
-                     float(batch.confidence[i]), tuple(None if a is None else a[i] for a in attributes))
-            label = self.labels.pop(event_id, None)
-            if label is None:
-                self.predictions[event_id] = entry
-            else:
-                self._pair(batch.model, event_id, entry, label, made, dead)
+        if matched.size:
+            labels = self._labels.take(rows)
+            ids = self._labels.remove(rows)
+            self._pair(batch.model, ids, {name: column[matched] for name, column in columns.items()}, labels, made, dead)
+            keep = np.ones(n, dtype=bool)
+            keep[matched] = False
+            columns = {name: column[keep] for name, column in columns.items()}
+            self._predictions.add(batch.event_ids[keep], columns)
+        else:
+            self._predictions.add(batch.event_ids, columns)
         return self._pairs(batch.model, made), dead
 
     def add_labels(self, batch: LabelBatch) -> tuple[list[LabelledBatch], list[DeadLetter]]:
@@ -177,68 +301,103 @@ class PendingJoin:
         ``label_too_late`` whether or not the prediction has expired yet, so that a replay
         (whose watermark moves only at its end) joins exactly as a live stream does.
         """
+        n = len(batch)
+        sources = np.empty(n, dtype=object)
+        sources[:] = batch.sources or ""
+        columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "label": batch.labels, "source": sources}
+        matched, rows = _meet(self._predictions, batch.event_ids)
         made, dead = [], []
-        sources = batch.sources or ("",) * len(batch)
-        for event_id, label, ts, source in zip(batch.event_ids.tolist(), batch.labels.tolist(),
-                                               batch.timestamps.tolist(), sources):
-            entry = self.predictions.pop(event_id, None)
-            if entry is None:
-                self.labels[event_id] = (label, ts, source)
-            else:
-                self._pair(batch.model, event_id, entry, (label, ts, source), made, dead)
+        if matched.size:
+            predictions = self._predictions.take(rows)
+            ids = self._predictions.remove(rows)
+            self._pair(batch.model, ids, predictions, {name: column[matched] for name, column in columns.items()},
+                       made, dead)
+            keep = np.ones(n, dtype=bool)
+            keep[matched] = False
+            self._labels.add(batch.event_ids[keep], {name: column[keep] for name, column in columns.items()})
+        else:
+            self._labels.add(batch.event_ids, columns)
         return self._pairs(batch.model, made), dead
 
-    def _pair(self, model: str, event_id: str, entry: tuple, label: tuple[Any, int, str],
+    def _pair(self, model: str, ids: list[str], predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray],
               made: list, dead: list[DeadLetter]) -> None:
-        value, ts, source = label
-        if ts - entry[1] > self.max_delay_ms:
-            record = json.dumps({"event_id": event_id, "model_id": model, "label": value, "timestamp": ts})
-            dead.append(DeadLetter("label_too_late", f"label {ts - entry[1]} ms after its prediction "
-                                   f"(labels.max_delay is {self.max_delay_ms} ms)", source or f"labels of {model}", record))
-        else:
-            made.append((entry, value))
+        late = labels["ts"] - predictions["ts"] > self.max_delay_ms
+        for i in np.flatnonzero(late).tolist():
+            value, ts = labels["label"][i], int(labels["ts"][i])
+            record = json.dumps({"event_id": ids[i], "model_id": model, "label": value, "timestamp": ts})
+            dead.append(DeadLetter("label_too_late", f"label {ts - int(predictions['ts'][i])} ms after its prediction "
+                                   f"(labels.max_delay is {self.max_delay_ms} ms)", labels["source"][i] or f"labels of {model}",
+                                   record))
+        if late.any():
+            predictions = {name: column[~late] for name, column in predictions.items()}
+            labels = {name: column[~late] for name, column in labels.items()}
+        if labels["ts"].size:
+            made.append((predictions, labels["label"]))
 
     def expire(self, model: str, watermark_ms: int) -> tuple[int, list[DeadLetter]]:
         """Drops what waited too long: returns the number of expired predictions and the
         dead letters of the labels that never met their prediction."""
-        old = [k for k, v in self.predictions.items() if v[1] + self.max_delay_ms < watermark_ms]
-        for key in old:
-            del self.predictions[key]
-        stale = [k for k, v in self.labels.items() if v[1] + self.grace_ms < watermark_ms]
+        expired = len(self._predictions.remove(self._predictions.rows_before("ts", watermark_ms - self.max_delay_ms)))
+        stale = self._labels.rows_before("ts", watermark_ms - self.grace_ms)
+        if not stale.size:
+            return expired, []
+        labels = self._labels.take(stale)
         dead = []
-        for key in stale:
-            label, ts, source = self.labels.pop(key)
+        for key, label, ts, source in zip(self._labels.remove(stale), labels["label"].tolist(), labels["ts"].tolist(),
+                                          labels["source"].tolist()):
             record = json.dumps({"event_id": key, "model_id": model, "label": label, "timestamp": ts})
             dead.append(DeadLetter("label_without_prediction",
                                    f"no prediction {key!r} of model {model!r} waiting (never seen, or expired)",
                                    source or f"labels of {model}", record))
-        return len(old), dead
+        return expired, dead
 
     def next_deadline(self) -> int | None:
         """When ``expire`` next has something to do (event time, rounded up to the next slice
         boundary so that one call handles a whole slice), or None."""
-        times = [v[1] + self.max_delay_ms for v in self.predictions.values()]
-        times += [v[1] + self.grace_ms for v in self.labels.values()]
+        times = []
+        if len(self._predictions):
+            times.append(self._predictions.smallest("ts") + self.max_delay_ms)
+        if len(self._labels):
+            times.append(self._labels.smallest("ts") + self.grace_ms)
         if not times:
             return None
         first = min(times) + 1
         return first + (-first) % self.slide_ms
 
     def __len__(self) -> int:
-        return len(self.predictions) + len(self.labels)
+        return len(self._predictions) + len(self._labels)
 
-    def _pairs(self, model: str, made: list[tuple[tuple, Any]]) -> list[LabelledBatch]:
-        groups: dict[tuple[str, int], list[tuple[tuple, Any]]] = {}
-        for entry, label in made:
-            groups.setdefault((entry[0], entry[1] - entry[1] % self.slide_ms), []).append((entry, label))
+    def _pairs(self, model: str, made: list[tuple[dict[str, np.ndarray], np.ndarray]]) -> list[LabelledBatch]:
+        if not made:
+            return []
+        predictions = {name: np.concatenate([p[name] for p, _ in made]) for name in made[0][0]}
+        labels = np.concatenate([label for _, label in made]).astype(object, copy=False)
+        ts, versions = predictions["ts"], predictions["version"]
+        slices = ts - ts % self.slide_ms
         out = []
-        for (version, ts), rows in groups.items():
-            out.append(LabelledBatch(
-                model, version, ts,
-                predictions=np.array([e[2] for e, _ in rows], dtype=object),
-                labels=np.array([label for _, label in rows], dtype=object),
-                confidence=np.array([e[3] for e, _ in rows], dtype=np.float64),
-                attributes={name: np.array([e[4][j] for e, _ in rows], dtype=object)
-                            for j, name in enumerate(self.sensitive)},
-            ))
+        for version in dict.fromkeys(versions.tolist()):
+            of_version = versions == version
+            for start in np.unique(slices[of_version]).tolist():
+                rows = np.flatnonzero(of_version & (slices == start))
+                out.append(LabelledBatch(
+                    model, version, start,
+                    predictions=predictions["prediction"][rows].astype(object),
+                    labels=labels[rows],
+                    confidence=predictions["confidence"][rows],
+                    attributes={name: predictions[f"a{j}"][rows] for j, name in enumerate(self.sensitive)},
+                ))
         return out
+
+
+def _meet(waiting: _Waiting, event_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions in ``event_ids`` that meet a waiting row, and those rows (an id twice
+    in ``event_ids`` meets its row once, the first time; the other waits)."""
+    if not len(waiting):
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    rows = waiting.find(event_ids.tolist())
+    matched = np.flatnonzero(rows >= 0)
+    if matched.size:
+        _, first = np.unique(rows[matched], return_index=True)
+        if first.size != matched.size:
+            matched = matched[np.sort(first)]
+    return matched, rows[matched]

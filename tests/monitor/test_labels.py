@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ampel_monitor.events import EventBatch
 from ampel_monitor.labels import LabelBatch, PendingJoin, decode_labels
@@ -78,3 +82,101 @@ def test_waiting_state_stays_bounded_however_many_predictions_expire():
     assert max(n for n, _ in sizes) == 1100 and sizes[-1][0] == 1100  # 11 minutes of predictions
     assert expired == 120 * 100 - 1100
     assert sizes[-1][1] <= 1.01 * sizes[20][1]  # the same size after 20 minutes as after 120
+
+
+class _DictJoin:
+    """The join's rules one event at a time, in dicts: the oracle for PendingJoin's columns."""
+
+    def __init__(self, max_delay_ms, grace_ms, slide_ms):
+        self.max_delay_ms, self.grace_ms, self.slide_ms = max_delay_ms, grace_ms, slide_ms
+        self.predictions, self.labels = {}, {}
+
+    def _pair(self, event_id, entry, label, made, dead):
+        if label[1] - entry[1] > self.max_delay_ms:
+            dead.append(("label_too_late", event_id))
+        else:
+            made.append((entry[0], entry[1] - entry[1] % self.slide_ms, entry[2], label[0], entry[3], entry[4]))
+
+    def add_predictions(self, batch):
+        made, dead = [], []
+        for i, event_id in enumerate(batch.event_ids.tolist()):
+            entry = (batch.version, int(batch.timestamps[i]), batch.prediction[i], float(batch.confidence[i]),
+                     batch.attributes["sex"][i])
+            label = self.labels.pop(event_id, None)
+            if label is None:
+                self.predictions[event_id] = entry
+            else:
+                self._pair(event_id, entry, label, made, dead)
+        return made, dead
+
+    def add_labels(self, batch):
+        made, dead = [], []
+        for event_id, label, ts in zip(batch.event_ids.tolist(), batch.labels.tolist(), batch.timestamps.tolist()):
+            entry = self.predictions.pop(event_id, None)
+            if entry is None:
+                self.labels[event_id] = (label, ts)
+            else:
+                self._pair(event_id, entry, (label, ts), made, dead)
+        return made, dead
+
+    def expire(self, watermark_ms):
+        old = [k for k, v in self.predictions.items() if v[1] + self.max_delay_ms < watermark_ms]
+        for key in old:
+            del self.predictions[key]
+        stale = [k for k, v in self.labels.items() if v[1] + self.grace_ms < watermark_ms]
+        for key in stale:
+            del self.labels[key]
+        return len(old), [("label_without_prediction", k) for k in stale]
+
+
+def _flat(pairs):
+    return sorted((p.version, p.slice_start_ms, pred, label, conf, sex) for p in pairs for pred, label, conf, sex in
+                  zip(p.predictions.tolist(), p.labels.tolist(), p.confidence.tolist(), p.attributes["sex"].tolist()))
+
+
+OPERATIONS = st.lists(st.one_of(
+    st.tuples(st.just("p"), st.lists(st.tuples(st.integers(0, 30), st.integers(0, 20), st.sampled_from(["v1", "v2"])),
+                                     max_size=12)),
+    st.tuples(st.just("l"), st.lists(st.tuples(st.integers(0, 30), st.integers(0, 40)), max_size=12)),
+    st.tuples(st.just("x"), st.integers(0, 60)),
+    st.tuples(st.just("pickle"), st.none()),
+), max_size=25)
+
+
+@settings(max_examples=400, deadline=None)
+@given(OPERATIONS)
+def test_the_columnar_join_pairs_expires_and_dead_letters_as_the_rules_one_by_one(operations):
+    import pickle
+
+    join, oracle = PendingJoin(10 * MINUTE, 3 * MINUTE, MINUTE, sensitive=("sex",)), _DictJoin(10 * MINUTE, 3 * MINUTE, MINUTE)
+    for kind, arg in operations:
+        if kind == "p":
+            for version in ("v1", "v2"):
+                rows = [(i, t) for i, t, v in arg if v == version]
+                if not rows:
+                    continue
+                n = len(rows)
+                batch = EventBatch("m", version, 0, np.array([t * MINUTE // 2 for _, t in rows], dtype=np.int64), np.ones(n),
+                                   np.zeros(n, bool), np.arange(n) / 10, np.array([f"c{i % 3}" for i, _ in rows], dtype=object),
+                                   {}, np.array([f"e{i}" for i, _ in rows], dtype=object),
+                                   {"sex": np.array([("f", "m")[i % 2] for i, _ in rows], dtype=object)})
+                (pairs, dead), (want, want_dead) = join.add_predictions(batch), oracle.add_predictions(batch)
+                assert _flat(pairs) == sorted(want) and sorted((d.reason, json.loads(d.record)["event_id"]) for d in dead) == sorted(want_dead)
+        elif kind == "l":
+            if not arg:
+                continue
+            batch = LabelBatch("m", np.array([f"e{i}" for i, _ in arg], dtype=object),
+                               np.array([f"c{(i + t) % 3}" for i, t in arg], dtype=object),
+                               np.array([t * MINUTE // 2 for _, t in arg], dtype=np.int64))
+            (pairs, dead), (want, want_dead) = join.add_labels(batch), oracle.add_labels(batch)
+            assert _flat(pairs) == sorted(want) and sorted((d.reason, json.loads(d.record)["event_id"]) for d in dead) == sorted(want_dead)
+        elif kind == "x":
+            (expired, dead), (want, want_dead) = join.expire("m", arg * MINUTE // 2), oracle.expire(arg * MINUTE // 2)
+            assert expired == want and sorted((d.reason, json.loads(d.record)["event_id"]) for d in dead) == sorted(want_dead)
+        else:
+            join = pickle.loads(pickle.dumps(join))
+        assert sorted(join.predictions) == sorted(oracle.predictions) and sorted(join.labels) == sorted(oracle.labels)
+        assert len(join) == len(oracle.predictions) + len(oracle.labels)
+        times = [v[1] + oracle.max_delay_ms for v in oracle.predictions.values()] + [
+            v[1] + oracle.grace_ms for v in oracle.labels.values()]
+        assert join.next_deadline() == (None if not times else min(times) + 1 + (-(min(times) + 1)) % MINUTE)
