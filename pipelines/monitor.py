@@ -264,8 +264,9 @@ def run(
     # only, but cuts its list of data and timers there: with timers in the bundle, the
     # last elements before the split went to both halves and the key left its in-progress
     # set, so a second bundle ran the same key at once (the join lost the state one of
-    # them wrote). No dynamic splits: the Kafka source checkpoints itself.
-    options.view_as(DebugOptions).add_experiment("prism_disable_sdf_split")
+    # them wrote). No dynamic splits on Prism: the Kafka source checkpoints itself.
+    if "prism" in str(options.view_as(StandardOptions).runner).lower():
+        options.view_as(DebugOptions).add_experiment("prism_disable_sdf_split")
     if kafka is not None:
         options.view_as(StandardOptions).streaming = True
     with beam.Pipeline(options=options) as pipeline:

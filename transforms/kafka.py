@@ -265,18 +265,15 @@ class _ReadPartitionDoFn(beam.DoFn):
         skew_ms = int(self._kafka.watermark_skew * 1000)
         while time.monotonic() < deadline:
             messages = consumer.consume(self._kafka.max_poll_records, timeout=_POLL_SECONDS)
-            claimed, ended, position = [], False, None
+            claimed, ended = [], False
             for message in messages:
                 error = message.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
                         _LOG.warning("kafka %s/%s: %s", element.topic, element.partition, error)
                     continue
-                position = message.offset() + 1
                 if message.offset() >= next_offset:  # else already claimed (the consumer was reset behind)
                     claimed.append(message)
-            if position is not None:  # where the consumer reads on: a later call at another offset seeks
-                self._consumers[key] = (consumer, position)
             # one claim for the batch: claiming an offset claims every offset before it
             if claimed and not tracker.try_claim(claimed[-1].offset()):
                 # the restriction ends inside the batch (its stop, or the runner split off the rest);
@@ -284,8 +281,11 @@ class _ReadPartitionDoFn(beam.DoFn):
                 stop = tracker.current_restriction().stop
                 claimed = [m for m in claimed if m.offset() < stop]
                 ended = True
+                self._consumers[key] = (consumer, -1)  # it read past that end: the next call seeks
             if claimed:
                 next_offset = claimed[-1].offset() + 1
+                if not ended:
+                    self._consumers[key] = (consumer, next_offset)
                 self._last_message[key] = time.monotonic()
                 newest = yield from self._emit(element, claimed)
                 if newest is not None:

@@ -55,7 +55,9 @@ def check_run(tmp_path, broker, runner_args, prefix):
     broker.produce(topics["predictions"], [(e["model_id"], AVRO.encode(e)) for e in events] + garbage)
 
     out = tmp_path / "out"
-    process = start_pipeline(config, out, runner_args, stop_when_idle=25)
+    # idle long enough to still be reading when the late events come (after the last window
+    # is out, which a loaded machine can take long to write)
+    process = start_pipeline(config, out, runner_args, stop_when_idle=45)
     last_end = base + 7 * MINUTE
     wait_for(lambda: any(epoch_ms(m["window_end"]) >= last_end for m in lines(out / "metrics.jsonl")), 240,
              "the last window", process)
