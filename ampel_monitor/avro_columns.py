@@ -110,8 +110,8 @@ class Columns(_Records):
     #: Per record: a string it skipped is not ASCII (its UTF-8 is not checked here), or its
     #: confidence is NaN (which the column cannot tell from null).
     odd: np.ndarray
-    #: Per record: 0 without attributions, 1 with an empty map, 2 with entries; per record
-    #: and feature name, whether its map holds the name and the attribution.
+    #: Per record: it has an attributions map (an empty one too); per record and feature
+    #: name, whether its map holds the name and the attribution.
     attributed: np.ndarray
     attribution_set: np.ndarray
     attribution: np.ndarray
@@ -132,7 +132,7 @@ def decode(buffer: np.ndarray, blocks: np.ndarray, layout: Layout) -> Columns:
         feature_span=spans(n, features),
         unknown_keys=np.zeros(n, dtype=np.int64), unknown_key_span=spans(n * _SPARE_KEYS + 1),
         attribute_span=spans(n, attributes), odd=np.zeros(n, dtype=bool),
-        attributed=np.zeros(n, dtype=np.int8), attribution_set=np.zeros((n, features), dtype=bool),
+        attributed=np.zeros(n, dtype=bool), attribution_set=np.zeros((n, features), dtype=bool),
         attribution=np.zeros((n, features)),
     )
     if n:
@@ -450,7 +450,7 @@ def _record(buffer, pos, end, i, names, name_lengths, attribute_names, attribute
     if pos < 0 or branch < 0 or branch > 1:
         return -1, spare
     if branch == 1:
-        attributed[i] = 1
+        attributed[i] = True
         guess = 0
         while True:
             count, pos = _block_count(buffer, pos, end)
@@ -458,7 +458,6 @@ def _record(buffer, pos, end, i, names, name_lengths, attribute_names, attribute
                 return -1, spare
             if count == 0:
                 break
-            attributed[i] = 2
             for _ in range(count):
                 start, stop = _span(buffer, pos, end)
                 if stop < 0 or stop + 8 > end:

@@ -432,7 +432,7 @@ class EventDecoder:
             if carried.any():
                 for j, name in enumerate((*schema.numeric, *schema.categorical)):
                     column = np.where(attribution_set[take, j], np.abs(attribution[take, j]), 0.0)
-                    column[carried == 0] = np.nan
+                    column[~carried] = np.nan
                     importance[name] = column
             first = take[0]
             batches.append(EventBatch(

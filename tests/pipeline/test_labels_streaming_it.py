@@ -29,6 +29,25 @@ WINDOWS = WindowConfig(size=120, slide=60, allowed_lateness=60)
 LABELS = LabelsConfig(max_delay=600, grace=60, shards=4)
 
 
+def run_quality(tmp_path, stream) -> tuple[list[dict], list[dict]]:
+    """Quality panes and dead letters (each with ``at``: its timestamp, ms after T0) of the
+    labelled stream ``stream`` (predictions and label batches) through QualityWindows."""
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    quality_path, dead_path = tmp_path / "quality.jsonl", tmp_path / "dead.jsonl"
+    models = (ModelConfig("m", "classification", "unused", positive_label="yes"),)
+    with beam.Pipeline(options=options) as pipeline:
+        both = pipeline | stream
+        preds = both | "P" >> beam.Filter(lambda kv: not isinstance(kv[1], LabelBatch))
+        labs = both | "L" >> beam.Filter(lambda kv: isinstance(kv[1], LabelBatch))
+        out = (preds, labs) | QualityWindows(models, {"m": {"accuracy": 0.5}}, WINDOWS, LABELS)
+        _ = out["quality"] | beam.Values() | "Q" >> WriteJsonLines(str(quality_path))
+        stamped = out[DEAD] | beam.Map(lambda d, at=beam.DoFn.TimestampParam: {**d, "at": at.micros // 1000 - T0})
+        _ = stamped | "D" >> WriteJsonLines(str(dead_path))
+    return ([json.loads(line) for line in quality_path.read_text().splitlines()],
+            [json.loads(line) for line in dead_path.read_text().splitlines()])
+
+
 def test_late_labels_update_their_windows_and_waiting_is_bounded(tmp_path):
     profile = ReferenceProfile.build({"x": np.arange(100.0)})
     decoder = EventDecoder({"m": ModelSchema.from_profile(profile, "classification")}, WINDOWS.slide_ms)
@@ -57,19 +76,7 @@ def test_late_labels_update_their_windows_and_waiting_is_bounded(tmp_path):
         .advance_watermark_to_infinity()
     )
     expired_before = REGISTRY.get_sample_value("ampel_unlabelled_predictions_expired_total", {"model": "m"}) or 0
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    quality_path, dead_path = tmp_path / "quality.jsonl", tmp_path / "dead.jsonl"
-    models = (ModelConfig("m", "classification", "unused", positive_label="yes"),)
-    with beam.Pipeline(options=options) as pipeline:
-        both = pipeline | stream
-        preds = both | "P" >> beam.Filter(lambda kv: not isinstance(kv[1], LabelBatch))
-        labs = both | "L" >> beam.Filter(lambda kv: isinstance(kv[1], LabelBatch))
-        out = (preds, labs) | QualityWindows(models, {"m": {"accuracy": 0.5}}, WINDOWS, LABELS)
-        _ = out["quality"] | beam.Values() | "Q" >> WriteJsonLines(str(quality_path))
-        _ = out[DEAD] | "D" >> WriteJsonLines(str(dead_path))
-
-    panes = [json.loads(line) for line in quality_path.read_text().splitlines()]
+    panes, dead = run_quality(tmp_path, stream)
     seen = sorted((p["window_start"], p["late"], p["quality"]["labelled"], p["quality"]["predictions"]) for p in panes)
     assert seen == [
         ("2025-12-31T23:59:00Z", True, 20, 40), ("2025-12-31T23:59:00Z", True, 30, 40),
@@ -81,11 +88,9 @@ def test_late_labels_update_their_windows_and_waiting_is_bounded(tmp_path):
     last = max((p for p in panes if p["window_start"] == "2026-01-01T00:00:00Z"), key=lambda p: p["quality"]["labelled"])
     # labels all "yes": predictions of odd ids were right; ids 0..29 hold 15 odd ones
     assert last["quality"]["accuracy"] == 15 / 30 and last["quality"]["labelled_fraction"] == 30 / 40
-    dead = [json.loads(line) for line in dead_path.read_text().splitlines()]
     assert [(d["reason"], json.loads(d["record"])["event_id"]) for d in dead] == [("label_without_prediction", "e35")]
     expired = REGISTRY.get_sample_value("ampel_unlabelled_predictions_expired_total", {"model": "m"}) - expired_before
     assert expired == 10
-
 
 
 def test_a_steady_stream_expires_what_waited_too_long_as_the_watermark_passes(tmp_path):
@@ -119,23 +124,9 @@ def test_a_steady_stream_expires_what_waited_too_long_as_the_watermark_passes(tm
         .add_elements(predictions(240))
         .advance_watermark_to_infinity()
     )
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    quality_path, dead_path = tmp_path / "quality.jsonl", tmp_path / "dead.jsonl"
-    models = (ModelConfig("m", "classification", "unused", positive_label="yes"),)
-    with beam.Pipeline(options=options) as pipeline:
-        both = pipeline | stream
-        preds = both | "P" >> beam.Filter(lambda kv: not isinstance(kv[1], LabelBatch))
-        labs = both | "L" >> beam.Filter(lambda kv: isinstance(kv[1], LabelBatch))
-        out = (preds, labs) | QualityWindows(models, {"m": {"accuracy": 0.5}}, WINDOWS, LABELS)
-        _ = out["quality"] | beam.Values() | "Q" >> WriteJsonLines(str(quality_path))
-        stamped = out[DEAD] | beam.Map(lambda d, at=beam.DoFn.TimestampParam: {**d, "at": at.micros // 1000 - T0})
-        _ = stamped | "D" >> WriteJsonLines(str(dead_path))
-
-    dead = [json.loads(line) for line in dead_path.read_text().splitlines()]
+    panes, dead = run_quality(tmp_path, stream)
     # the label waits from 50 s; its grace ends at 110 s, and the join looks once per slide
     assert [(d["reason"], d["at"]) for d in dead] == [("label_without_prediction", 120_000)]
-    panes = [json.loads(line) for line in quality_path.read_text().splitlines()]
     labelled = {}
     for p in panes:
         labelled[p["window_start"]] = max(labelled.get(p["window_start"], 0), p["quality"]["labelled"])
