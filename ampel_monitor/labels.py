@@ -280,19 +280,7 @@ class PendingJoin:
         for j, name in enumerate(self.sensitive):
             values = batch.attributes.get(name)
             columns[f"a{j}"] = np.full(n, None, dtype=object) if values is None else values
-        matched, rows = _meet(self._labels, batch.event_ids)
-        made, dead = [], []
-        if matched.size:
-            labels = self._labels.take(rows)
-            ids = self._labels.remove(rows)
-            self._pair(batch.model, ids, {name: column[matched] for name, column in columns.items()}, labels, made, dead)
-            keep = np.ones(n, dtype=bool)
-            keep[matched] = False
-            columns = {name: column[keep] for name, column in columns.items()}
-            self._predictions.add(batch.event_ids[keep], columns)
-        else:
-            self._predictions.add(batch.event_ids, columns)
-        return self._pairs(batch.model, made), dead
+        return self._arrive(batch.model, batch.event_ids, columns, self._predictions, self._labels)
 
     def add_labels(self, batch: LabelBatch) -> tuple[list[LabelledBatch], list[DeadLetter]]:
         """Pairs the labels with their waiting predictions; keeps the others waiting.
@@ -305,19 +293,25 @@ class PendingJoin:
         sources = np.empty(n, dtype=object)
         sources[:] = batch.sources or ""
         columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "label": batch.labels, "source": sources}
-        matched, rows = _meet(self._predictions, batch.event_ids)
-        made, dead = [], []
+        return self._arrive(batch.model, batch.event_ids, columns, self._labels, self._predictions)
+
+    def _arrive(self, model: str, event_ids: np.ndarray, columns: dict[str, np.ndarray], side: _Waiting,
+                other: _Waiting) -> tuple[list[LabelledBatch], list[DeadLetter]]:
+        """Pairs arriving rows (of ``side``: predictions or labels) with those waiting on the
+        ``other`` side; the rest wait on their own side."""
+        matched, rows = _meet(other, event_ids)
+        made: list = []
+        dead: list[DeadLetter] = []
         if matched.size:
-            predictions = self._predictions.take(rows)
-            ids = self._predictions.remove(rows)
-            self._pair(batch.model, ids, predictions, {name: column[matched] for name, column in columns.items()},
-                       made, dead)
-            keep = np.ones(n, dtype=bool)
+            theirs, ids = other.take(rows), other.remove(rows)
+            mine = {name: column[matched] for name, column in columns.items()}
+            predictions, labels = (mine, theirs) if side is self._predictions else (theirs, mine)
+            self._pair(model, ids, predictions, labels, made, dead)
+            keep = np.ones(len(event_ids), dtype=bool)
             keep[matched] = False
-            self._labels.add(batch.event_ids[keep], {name: column[keep] for name, column in columns.items()})
-        else:
-            self._labels.add(batch.event_ids, columns)
-        return self._pairs(batch.model, made), dead
+            event_ids, columns = event_ids[keep], {name: column[keep] for name, column in columns.items()}
+        side.add(event_ids, columns)
+        return self._pairs(model, made), dead
 
     def _pair(self, model: str, ids: list[str], predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray],
               made: list, dead: list[DeadLetter]) -> None:
