@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import smirnov
 from scipy.stats import kstwo
 
 __all__ = ["ks_from_counts", "ks_pvalues", "ks_statistic"]
+
+_SQRT2PI = np.sqrt(2 * np.pi)
 
 
 def ks_from_counts(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
@@ -51,11 +54,72 @@ def ks_statistic(reference_counts: np.ndarray, current_counts: np.ndarray) -> tu
 
 
 def ks_pvalues(statistics: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """The p-values of many ``ks_statistic`` results in one call (``kstwo.sf``, clipped to
-    [0, 1]; NaN stays NaN)."""
+    """The p-values of many ``ks_statistic`` results in one call: ``kstwo.sf``, clipped to
+    [0, 1]; NaN stays NaN.
+
+    scipy evaluates ``kstwo.sf`` one value at a time in Python. For the sizes of a
+    monitoring window (``n > 140``) it takes one of three routes by ``n * D**2``: 0 at
+    370 and above, ``2 * smirnov(n, D)`` from 2.2, and below that mostly the Pelz-Good
+    series. Those three are computed here on all values at once (the same formulas, the
+    same terms); every other value (small ``n``, the Durbin matrix region, the edges
+    of ``D``) goes to scipy.
+    """
     statistics, sizes = np.asarray(statistics, dtype=np.float64), np.asarray(sizes, dtype=np.float64)
     out = np.full(statistics.shape, np.nan)
     known = ~(np.isnan(statistics) | np.isnan(sizes))
-    if known.any():
-        out[known] = np.clip(kstwo.sf(statistics[known], sizes[known]), 0.0, 1.0)
+    if not known.any():
+        return out
+    x, n = statistics[known], sizes[known]
+    t = n * x
+    nx2 = t * x
+    series = (n > 140) & (t > 1.0) & (t < n - 1) & (x < 0.5)  # scipy's large-n region
+    vanishing = series & (nx2 >= 370.0)
+    miller = series & (nx2 >= 2.2) & ~vanishing
+    pelz_good = series & (nx2 < 2.2) & ~((n <= 100_000) & (n * x**1.5 <= 1.4))
+    rest = ~(vanishing | miller | pelz_good)
+    p = np.zeros(x.shape)
+    p[miller] = 2 * smirnov(n[miller], x[miller])
+    p[pelz_good] = 1.0 - _pelz_good_cdf(n[pelz_good], x[pelz_good])
+    if rest.any():
+        p[rest] = kstwo.sf(x[rest], n[rest])
+    out[known] = np.clip(p, 0.0, 1.0)
     return out
+
+
+def _pelz_good_cdf(n: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Pelz and Good's (1976) approximation of ``P(D_n <= x)``, term by term as
+    ``scipy.stats._ksstats._kolmogn_PelzGood`` sums it, for many ``(n, x)`` at once."""
+    pi2, pi4, pi6 = np.pi**2, np.pi**4, np.pi**6
+    z = np.sqrt(n) * x
+    z2, z3, z4, z6 = z**2, z**3, z**4, z**6
+    qlog = -pi2 / 8 / z2
+    q = np.exp(qlog)
+    # the coefficients of K_1, K_2 and K_3 as polynomials in m**2
+    k1 = (-z2, pi2 / 4)
+    k2 = (6 * z6 + 2 * z4, (2 * z4 - 5 * z2) * pi2 / 4, pi4 * (1 - 2 * z2) / 16)
+    k3 = (-30 * z6 - 90 * z**8, pi2 * (135 * z4 - 96 * z6) / 4, pi4 * (-60 * z2 + 212 * z4) / 16, pi6 * (5 - 30 * z2) / 64)
+    terms = np.ceil(16 * z / np.pi).astype(np.int64)
+    sums = np.zeros((4, z.size))
+    # K_j = sum over odd m of c_j(m) q**(m**2), by Horner from the highest term down
+    for k in range(int(terms.max(initial=0)), 0, -1):
+        m2 = float((2 * k - 1) ** 2)
+        step, live = np.power(q, 8 * k), k <= terms
+        values = (1.0, k1[0] + k1[1] * m2, k2[0] + k2[1] * m2 + k2[2] * m2**2,
+                  k3[0] + k3[1] * m2 + k3[2] * m2**2 + k3[3] * m2**3)
+        for j in range(4):
+            sums[j] = np.where(live, sums[j] * step + values[j], sums[j])
+    sums *= q * _SQRT2PI
+    sums /= np.stack([z, 6 * z4, 72 * z**7, 6480 * z**10])
+    # the other sums of K_2 and K_3, over all integers k
+    q = np.exp(-pi2 / 2 / z2)
+    extra2, extra3 = np.zeros(z.size), np.zeros(z.size)
+    sqrt3z = np.sqrt(3) * z
+    for k in range(int(terms.max(initial=0)), 0, -1):
+        weight = np.where(k <= terms, k**2 * q ** (k**2), 0.0)
+        extra2 += weight
+        extra3 += (sqrt3z + np.pi * k) * (sqrt3z - np.pi * k) * weight
+    sums[2] += extra2 * (pi2 * _SQRT2PI / (-36 * z3))
+    sums[3] += extra3 * (pi2 * _SQRT2PI / (216 * z6))
+    sums /= np.power(n, np.arange(4)[:, None] / 2.0)
+    cdf = sums[0] + sums[1] + sums[2] + sums[3]
+    return np.where(qlog < -708, 0.0, cdf)  # scipy's cut-off: z below about 0.0417

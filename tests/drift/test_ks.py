@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp, kstwo
 
-from drift import ReferenceProfile, drift_report, ks_from_counts, sketch_columns
+from drift import ReferenceProfile, drift_report, ks_from_counts, ks_pvalues, sketch_columns
 from sketches import FixedHistogram
 
 CASES = {
@@ -92,3 +92,24 @@ def test_a_report_takes_every_p_value_in_one_call_with_the_same_values():
         n, m = profile.features[name].ks_counts.sum(), state.counts.sum()
         assert entry.ks_pvalue == pytest.approx(kstwo.sf(entry.ks_statistic, round(n * m / (n + m))), rel=1e-12)
     assert math.isnan(report.features["x5"].ks_pvalue)
+
+
+def test_p_values_equal_scipy_on_every_route_of_kstwo():
+    """Sizes from 2 to 20,000 and D over (0, 1] cover scipy's exact formulas, the Durbin
+    matrix, Pelz-Good, Miller's 2 * smirnov and the vanishing tail; sizes up to 5M with
+    n * D**2 below 2.2 take Pelz-Good beyond the Durbin matrix's limit of 100,000."""
+    rng = np.random.default_rng(11)
+    sizes = np.round(np.exp(rng.uniform(np.log(2), np.log(2e4), 2_000)))
+    statistics = rng.uniform(0, 1, 2_000) ** 3
+    big = np.round(np.exp(rng.uniform(np.log(1e5), np.log(5e6), 200)))
+    sizes, statistics = np.concatenate([sizes, big]), np.concatenate([statistics, np.sqrt(rng.uniform(0, 2.2, 200) / big)])
+    statistics[:4] = (0.0, 1.0, 0.5, 1e-7)
+    sizes[4:6] = np.nan
+    expected = np.clip(kstwo.sf(statistics, sizes), 0.0, 1.0)
+    got = ks_pvalues(statistics, sizes)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-300)
+    nx2 = sizes * statistics**2
+    large = sizes > 140
+    assert (large & (nx2 < 2.2)).sum() > 300 and (large & (nx2 >= 2.2) & (nx2 < 370)).sum() > 300
+    assert (large & (nx2 >= 370)).sum() > 100
