@@ -49,14 +49,17 @@ import json
 import math
 import types
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import fastavro
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ampel_monitor.avro_columns import ABSENT, DOUBLE, NULL, STRING
+from ampel_monitor.avro_writer import Labels, Predictions, Strings
 from ampel_monitor.events import parse_timestamp
 from schemas import load_schema
 
@@ -101,6 +104,7 @@ _COUNTRY_P = (0.34, 0.16, 0.12, 0.10, 0.09, 0.08, 0.06, 0.05)
 _STORE_TYPES = ("urban", "suburban", "rural", "outlet")
 _STORE_P = (0.40, 0.35, 0.15, 0.10)
 _STORE_LIFT = (1.10, 1.00, 0.80, 1.25)
+_AGE_BANDS = ("18-29", "30-44", "45-59", "60+")
 _PROMO_DEPTHS = (0.10, 0.15, 0.20, 0.25, 0.30, 0.40, 0.50)
 # Card transactions by local hour: quiet nights, busy lunch and evening.
 _HOUR_P = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.5, 1, 2, 3.5, 4, 4.5, 5, 6, 5.5, 5, 5, 5.5, 6, 6.5, 6, 5, 4, 3, 2])
@@ -337,6 +341,16 @@ _SPECS = (
 )
 
 
+#: Every string of the events but their ids, encoded once; ``_CODE`` maps each (and None) to its code.
+_VOCABULARY = Strings.of(dict.fromkeys([
+    *MODELS, *(version for model in _SPECS for version, _ in model.versions), *_NORMAL_ERROR_CODES, _BURST_ERROR_CODE,
+    *(name for model in _SPECS for name in (*model.numeric, *model.categorical)), "age_band", *_AGE_BANDS,
+    *_REGIONS, *_CHANNELS, *_MERCHANTS, *_COUNTRIES, *_STORE_TYPES, "approve", "deny", "fraud", "legit",
+]))
+_CODE = {None: -1, **_VOCABULARY.code()}
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
 def _blank_missing(rng: np.random.Generator, model: _Model, features: dict[str, np.ndarray]) -> None:
     """Blanks each feature in its share of rows: NaN for numbers, None for categories."""
     n = next(iter(features.values())).size
@@ -424,29 +438,22 @@ def _split(total: int) -> dict[str, int]:
     return {m: int(c) for m, c in zip(MODELS, counts)}
 
 
-def _as_list(column: np.ndarray) -> list:
-    """Column values as plain Python values, None where missing."""
-    values = column.tolist()
-    if column.dtype.kind == "f":
-        for i in np.flatnonzero(np.isnan(column)):
-            values[i] = None
-    return values
+def _codes(column: np.ndarray) -> np.ndarray:
+    """The codes in ``_VOCABULARY`` of a column of strings, -1 for None."""
+    return np.fromiter(map(_CODE.__getitem__, column.tolist()), dtype=np.int64, count=column.size)
 
 
-def _model_events(
+def _model_columns(
     rng: np.random.Generator, model: _Model, n: int, start_ms: int, end_ms: int, incidents: Mapping[str, Incident],
     attributions: bool = True,
-) -> dict[str, list]:
-    """Draws ``n`` events of one model as columns of Python values (unsorted across models)."""
+) -> tuple[Predictions, Labels]:
+    """Draws ``n`` events of one model and their ground truth (unsorted across models, without event ids)."""
     by_kind = {i.kind: i for i in incidents.values() if i.model == model.name}
     timestamps = np.sort(rng.integers(start_ms, end_ms, n))
     version = rng.choice(len(model.versions), n, p=[share for _, share in model.versions])
     features = model.features(rng, n, _inside(timestamps, by_kind.get("drift")))
     prediction, confidence, labels = model.outputs(rng, features, version)
-    attributed = [None] * n
-    if attributions and model.attributions is not None:
-        terms = {name: values.round(4).tolist() for name, values in model.attributions(features).items()}
-        attributed = [dict(zip(terms, row)) for row in zip(*terms.values())]
+    terms = model.attributions(features) if attributions and model.attributions is not None else {}
     _blank_missing(rng, model, features)
 
     latency = rng.lognormal(np.log(model.latency_median_ms), model.latency_sigma, n)
@@ -461,104 +468,103 @@ def _model_events(
     error = (u < _NORMAL_ERROR_RATE) | (burst & (u < _BURST_ERROR_RATE))
     codes = np.asarray(_NORMAL_ERROR_CODES, dtype=object)[rng.choice(len(_NORMAL_ERROR_CODES), n, p=(0.5, 0.3, 0.2))]
     codes = np.where(burst & error, _BURST_ERROR_CODE, codes)
+    error_code = np.full(n, -1)
+    error_code[error] = _codes(codes[error])
 
     names = (*model.numeric, *model.categorical)
-    feature_maps = [dict(zip(names, row)) for row in zip(*(_as_list(features[name]) for name in names))]
+    numbers = np.stack([features[name] if name in model.numeric else np.full(n, np.nan) for name in names], axis=1)
+    strings = np.stack([_codes(features[name]) if name in model.categorical else np.full(n, -1) for name in names], axis=1)
+    kinds = np.where(strings >= 0, STRING, np.where(np.isnan(numbers), NULL, DOUBLE)).astype(np.int8)
+    none = np.full(n, np.nan)
     if model.task == "regression":
-        prediction_values = _as_list(prediction)
+        prediction_kind, prediction_code = np.where(error | np.isnan(prediction), NULL, DOUBLE), np.full(n, -1)
     else:
-        prediction_values = prediction.tolist()
-    confidence_values = [None] * n if confidence is None else confidence.tolist()
-    for i in np.flatnonzero(error):
-        prediction_values[i] = None
-        confidence_values[i] = None
+        prediction_kind, prediction_code = np.where(error, NULL, STRING), np.where(error, -1, _codes(prediction))
+        prediction = none
     if model.name == "credit-risk":
-        bands = np.asarray(("18-29", "30-44", "45-59", "60+"), dtype=object)
-        band = bands[np.searchsorted(np.array([30, 45, 60]), features["age"], side="right")]
-        attributes = [{"age_band": b} for b in band.tolist()]
+        band = np.searchsorted(np.array([30, 45, 60]), features["age"], side="right")
+        attribute_names, attribute_code = np.array([_CODE["age_band"]]), np.array([_CODE[b] for b in _AGE_BANDS])[band, None]
     else:
-        attributes = [{} for _ in range(n)]
-    versions = np.asarray([v for v, _ in model.versions], dtype=object)[version]
-    return {
-        "model_version": versions.tolist(),
-        "timestamp": timestamps.tolist(),
-        "latency_ms": latency.round(2).tolist(),
-        "status": np.where(error, "error", "ok").tolist(),
-        "error_code": np.where(error, codes, None).tolist(),
-        "features": feature_maps,
-        "prediction": prediction_values,
-        "confidence": confidence_values,
-        "attributes": attributes,
-        "attributions": attributed,
-        "model_id": [model.name] * n,
-        "label": _as_list(labels) if labels.dtype.kind == "f" else labels.tolist(),
-    }
+        attribute_names, attribute_code = np.zeros(0, dtype=np.int64), np.zeros((n, 0), dtype=np.int64)
+    model_id = np.full(n, _CODE[model.name])
+    events = Predictions(
+        strings=_VOCABULARY, event_id=np.full(n, -1), model_id=model_id,
+        model_version=np.array([_CODE[v] for v, _ in model.versions])[version], timestamp=timestamps,
+        latency_ms=latency.round(2), status=error.astype(np.int8), error_code=error_code,
+        feature_names=_codes(np.asarray(names, dtype=object)), feature_kind=kinds, feature=numbers, feature_code=strings,
+        prediction_kind=prediction_kind.astype(np.int8), prediction=np.where(error, np.nan, prediction),
+        prediction_code=prediction_code, confidence=none if confidence is None else np.where(error, np.nan, confidence),
+        attribute_names=attribute_names, attribute_code=attribute_code,
+        attribution_names=_codes(np.asarray(list(terms), dtype=object)), attributed=np.full(n, bool(terms)),
+        attribution=np.stack([values.round(4) for values in terms.values()], axis=1) if terms else np.zeros((n, 0)),
+    )
+    numeric = labels.dtype.kind == "f"
+    truth = Labels(_VOCABULARY, events.event_id, model_id, np.full(n, DOUBLE if numeric else STRING, dtype=np.int8),
+                   labels if numeric else none, np.full(n, -1) if numeric else _codes(labels), timestamps)
+    return events, truth
 
 
-def _event_ids(rng: np.random.Generator, n: int) -> list[str]:
+#: What the records of one model leave blank in the columns of another's map keys.
+_BLANK = {"feature_kind": ABSENT, "feature": np.nan, "feature_code": -1, "attribute_code": -1, "attribution": np.nan}
+
+
+def _stack(parts: Sequence[Predictions] | Sequence[Labels]) -> Any:
+    """The records of ``parts`` one after another, each part's map keys in columns of their own."""
+    columns: dict[str, Any] = {"strings": parts[0].strings}
+    for name in (f.name for f in fields(parts[0]) if f.name != "strings"):
+        arrays = [getattr(part, name) for part in parts]
+        if arrays[0].ndim == 1:
+            columns[name] = np.concatenate(arrays)
+            continue
+        shape = sum(a.shape[0] for a in arrays), sum(a.shape[1] for a in arrays)
+        stacked = np.full(shape, _BLANK[name], dtype=arrays[0].dtype)
+        row = column = 0
+        for a in arrays:
+            stacked[row:row + a.shape[0], column:column + a.shape[1]] = a
+            row, column = row + a.shape[0], column + a.shape[1]
+        columns[name] = stacked
+    return type(parts[0])(**columns)
+
+
+def _event_ids(rng: np.random.Generator, n: int) -> Strings:
     """UUID4-shaped ids, unique by construction.
 
     The last 48 bits are the sequence number through a random bijection of 48-bit
     numbers (``i * odd + offset`` modulo 2**48); the other 74 free bits are random.
     """
-    high = rng.integers(0, 2**62, n, dtype=np.int64).tolist()
-    mid = rng.integers(0, 2**14, n, dtype=np.int64).tolist()
+    high = rng.integers(0, 2**62, n, dtype=np.int64).astype(np.uint64)
+    mid = rng.integers(0, 2**14, n, dtype=np.int64).astype(np.uint64)
     odd, offset = int(rng.integers(0, 2**47)) * 2 + 1, int(rng.integers(0, 2**48))
-    return [
-        f"{h >> 30:08x}-{h >> 14 & 0xFFFF:04x}-4{h >> 2 & 0xFFF:03x}-{0x8000 | m:04x}-{(i * odd + offset) & 0xFFFFFFFFFFFF:012x}"
-        for i, (h, m) in enumerate(zip(high, mid))
-    ]
+    sequence = np.arange(n, dtype=np.uint64) * np.uint64(odd) + np.uint64(offset)  # modulo 2**64, then 2**48
+
+    def hex_digits(values: np.ndarray, digits: int, bits: int = 0) -> np.ndarray:
+        """The lowest ``digits`` hex digits of ``values >> bits``, one column each."""
+        shifts = np.uint64(bits) + np.arange(4 * (digits - 1), -1, -4, dtype=np.uint64)
+        return _HEX[(values[:, None] >> shifts) & np.uint64(0xF)]
+
+    dash, four = np.full((n, 1), ord("-"), dtype=np.uint8), np.full((n, 1), ord("4"), dtype=np.uint8)
+    rows = np.hstack([hex_digits(high, 8, 30), dash, hex_digits(high, 4, 14), dash, four, hex_digits(high, 3, 2), dash,
+                      hex_digits(mid | np.uint64(0x8000), 4), dash, hex_digits(sequence, 12)])
+    return Strings(rows.ravel(), np.arange(n + 1) * 36)
 
 
-def _events(
+def _columns(
     rng: np.random.Generator, counts: Mapping[str, int], start_ms: int, end_ms: int, incidents: Mapping[str, Incident],
-    labels: list | None = None, attributions: bool = True,
-) -> list[dict]:
-    """All prediction events, sorted by event time (ties by model order).
+    attributions: bool = True,
+) -> tuple[Predictions, Labels]:
+    """All prediction events as columns, sorted by event time (ties by model order), and each
+    one's ground truth (stamped with its event's time).
 
-    With ``labels``, each event's ground truth is appended to it, in the same order.
-    ``attributions`` False leaves every event's attributions out (None).
+    ``attributions`` False leaves every event's attributions out (null).
     """
     streams = rng.spawn(len(_SPECS))
-    columns = [_model_events(s, m, counts[m.name], start_ms, end_ms, incidents, attributions)
-               for s, m in zip(streams, _SPECS)]
-    merged = {key: [v for c in columns for v in c[key]] for key in columns[0]}
-    order = np.argsort(np.asarray(merged["timestamp"], dtype=np.int64), kind="stable").tolist()
-    cols = {key: [values[i] for i in order] for key, values in merged.items()}
-    ids = _event_ids(rng, len(order))
-    if labels is not None:
-        labels.extend(cols["label"])
-    return [
-        {
-            "event_id": event_id,
-            "model_id": model_id,
-            "model_version": version,
-            "timestamp": ts,
-            "latency_ms": latency,
-            "status": status,
-            "error_code": code,
-            "features": features,
-            "prediction": prediction,
-            "confidence": confidence,
-            "attributes": attributes,
-            "attributions": attributions,
-        }
-        for (event_id, model_id, version, ts, latency, status, code, features, prediction, confidence, attributes,
-             attributions) in zip(
-            ids,
-            cols["model_id"],
-            cols["model_version"],
-            cols["timestamp"],
-            cols["latency_ms"],
-            cols["status"],
-            cols["error_code"],
-            cols["features"],
-            cols["prediction"],
-            cols["confidence"],
-            cols["attributes"],
-            cols["attributions"],
-        )
-    ]
+    parts = [_model_columns(s, m, counts[m.name], start_ms, end_ms, incidents, attributions) for s, m in zip(streams, _SPECS)]
+    events, truth = _stack([events for events, _ in parts]), _stack([truth for _, truth in parts])
+    order = np.argsort(events.timestamp, kind="stable")
+    strings = _VOCABULARY + _event_ids(rng, order.size)
+    ids = len(_VOCABULARY) + np.arange(order.size)
+    return (replace(events.take(order), strings=strings, event_id=ids),
+            replace(truth.take(order), strings=strings, event_id=ids))
 
 
 def _resources(rng: np.random.Generator, start_ms: int, end_ms: int, incidents: Mapping[str, Incident]) -> list[dict]:
@@ -592,13 +598,12 @@ def _resources(rng: np.random.Generator, start_ms: int, end_ms: int, incidents: 
     return [record for _, _, record in records]
 
 
-def _labels(rng: np.random.Generator, events: list[dict], truth: list) -> list[dict]:
+def _labels(rng: np.random.Generator, truth: Labels) -> list[dict]:
     """The ground truth of ``LABELLED_SHARE`` of the predictions, 1-30 minutes after each."""
-    chosen = np.flatnonzero(rng.random(len(events)) < LABELLED_SHARE)
-    delays = rng.integers(60_000, 30 * 60_000, chosen.size)
-    labels = [{"event_id": events[i]["event_id"], "model_id": events[i]["model_id"], "label": truth[i],
-               "timestamp": events[i]["timestamp"] + int(delay)} for i, delay in zip(chosen.tolist(), delays)]
-    return sorted(labels, key=lambda label: label["timestamp"])
+    chosen = np.flatnonzero(rng.random(len(truth)) < LABELLED_SHARE)
+    labels = truth.take(chosen)
+    labels = replace(labels, timestamp=labels.timestamp + rng.integers(60_000, 30 * 60_000, chosen.size))
+    return labels.take(np.argsort(labels.timestamp, kind="stable")).records()
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
@@ -691,10 +696,10 @@ def generate(
 
     incidents = _incidents(start_ms, end_ms)
     counts = _split(int(round(rate_per_s * hours * 3600)))
-    truth: list = []
-    events = _events(events_rng, counts, start_ms, end_ms, incidents, truth)
+    columns, truth = _columns(events_rng, counts, start_ms, end_ms, incidents)
     files["labels"] = out_dir / "labels.jsonl"
-    _write_jsonl(files["labels"], _labels(root.spawn(1)[0], events, truth))
+    _write_jsonl(files["labels"], _labels(root.spawn(1)[0], truth))
+    events = columns.records()
     if fmt == "avro":
         files["events"] = out_dir / "events.avro"
         with files["events"].open("wb") as handle:

@@ -2,10 +2,11 @@
 
 Traffic is that of the demo scenario (``ampel_monitor.demo_data``: three models, their
 features and outputs, without attributions), stamped with the wall-clock time as it is produced, paced to
-``rate`` events per second. Each second of traffic is drawn at once with numpy, then
-encoded and handed to one confluent-kafka producer, keyed by model. A share of the
-predictions gets its label ``label_delay`` seconds later on the labels topic; every
-host of every model reports a resource sample every 15 s.
+``rate`` events per second. Each second of traffic is drawn at once with numpy as
+columns, encoded (Avro in bulk by ``avro_writer``, JSON record by record) and handed to
+one confluent-kafka producer, keyed by model. A share of the predictions gets its label
+``label_delay`` seconds later on the labels topic; every host of every model reports a
+resource sample every 15 s.
 
 Scenarios: ``steady`` (no incident), ``drift`` (credit-risk's inputs drift from 55 %
 of the run on), ``latency-spike``, ``errors`` (an error burst), ``mixed`` (all four
@@ -17,15 +18,16 @@ from __future__ import annotations
 import collections
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TextIO
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TextIO
 
 import numpy as np
 from confluent_kafka import KafkaException, Producer
 
+from ampel_monitor.avro_writer import encode_labels, encode_predictions
 from ampel_monitor.config import KafkaTopics
-from ampel_monitor.demo_data import _events, _incidents, _resources, _split
+from ampel_monitor.demo_data import _columns, _incidents, _resources, _split
 from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat
 
 __all__ = ["SCENARIOS", "LoadgenStats", "run_loadgen"]
@@ -63,6 +65,15 @@ def _produce(producer: Producer, topic: str, value: bytes, key: str) -> None:
             return
         except BufferError:  # the local queue is full: let librdkafka send, then retry
             producer.poll(0.05)
+
+
+def _encoder(wire: WireFormat, bulk: Callable[[Any, bytes], list[bytes]]) -> Callable[[Any], list[bytes]]:
+    """Encodes columns (``avro_writer.Predictions`` or ``Labels``): Avro in bulk, JSON one record after another."""
+    prefix = wire.bulk_prefix
+    if prefix is None:
+        encode = wire.encoder()
+        return lambda columns: [encode(record) for record in columns.records()]
+    return lambda columns: bulk(columns, prefix)
 
 
 def run_loadgen(
@@ -116,8 +127,10 @@ def run_loadgen(
                  if kind in SCENARIOS[scenario]}
     pending: collections.deque[tuple[int, bytes, str]] = collections.deque()  # labels waiting for their time
     sent = {"predictions": 0, "labels": 0, "resources": 0}
-    encode = {name: fmt.encoder() for name, fmt in formats.items()}
-    encode_prediction, produce, topic = encode["predictions"], producer.produce, topics.predictions
+    encode_resource = formats["resources"].encoder()
+    encode_events = _encoder(formats["predictions"], encode_predictions)
+    encode_truth = _encoder(formats["labels"], encode_labels)
+    produce, topic = producer.produce, topics.predictions
     delay_ms = int(label_delay * 1000)
     carry = 0.0
     for tick in range(int(np.ceil(duration))):
@@ -125,24 +138,21 @@ def run_loadgen(
         finish = min(begin + 1000, end_ms)
         carry += rate * (finish - begin) / 1000
         n, carry = int(carry), carry - int(carry)
-        labels: list = []
-        events = _events(rng, _split(n), begin, finish, incidents, labels, attributions=False) if n else []
-        labelled = rng.random(len(events)) < labelled_fraction
-        for event, label, has_label in zip(events, labels, labelled):
-            value = encode_prediction(event)
-            try:
-                produce(topic, value, event["model_id"])
-            except BufferError:  # the local queue is full
-                _produce(producer, topic, value, event["model_id"])
-            if has_label and label is not None:
-                due = event["timestamp"] + delay_ms
-                record = {"event_id": event["event_id"], "model_id": event["model_id"], "label": label, "timestamp": due}
-                pending.append((due, encode["labels"](record), event["model_id"]))
-        sent["predictions"] += len(events)
+        if n:
+            events, truth = _columns(rng, _split(n), begin, finish, incidents, attributions=False)
+            labels = truth.take(rng.random(n) < labelled_fraction)
+            labels = replace(labels, timestamp=labels.timestamp + delay_ms)
+            for value, key in zip(encode_events(events), events.strings.text(events.model_id).tolist()):
+                try:
+                    produce(topic, value, key)
+                except BufferError:  # the local queue is full
+                    _produce(producer, topic, value, key)
+            pending.extend(zip(labels.timestamp.tolist(), encode_truth(labels), labels.strings.text(labels.model_id).tolist()))
+            sent["predictions"] += n
         if tick % _RESOURCE_PERIOD_S == 0:  # one sample per host, stamped now
             for sample in _resources(rng, begin, begin + _RESOURCE_PERIOD_S * 1000, incidents):
                 sample["timestamp"] = begin
-                _produce(producer, topics.resources, encode["resources"](sample), sample["model_id"])
+                _produce(producer, topics.resources, encode_resource(sample), sample["model_id"])
                 sent["resources"] += 1
         now_ms = int(time.time() * 1000) if pace else finish
         while pending and pending[0][0] <= now_ms:
