@@ -39,6 +39,7 @@
 #   FLINK_RESTART_DELAY      2s
 #   FLINK_JM_MEMORY          1024m   (jobmanager.memory.process.size)
 #   FLINK_TM_MEMORY          1600m   (taskmanager.memory.process.size)
+#   FLINK_TM_JAVA_OPTS       (none)  (more JVM options of the TaskManager, e.g. -XX:TieredStopAtLevel=1)
 #   FLINK_WAIT_S             120
 #   PYTHON                   .venv/bin/python  (runs the worker pool; the project must be installed)
 #   JAVA_HOME                from `java` on PATH (Flink 1.19 runs on Java 11 and 17)
@@ -124,6 +125,7 @@ env:
   java:
     opts:
       all: $(java_opts)
+$(if [[ -n "${FLINK_TM_JAVA_OPTS:-}" ]]; then echo "      taskmanager: \"$FLINK_TM_JAVA_OPTS\""; fi)
 jobmanager:
   bind-host: 127.0.0.1
   rpc: {address: 127.0.0.1, port: $FLINK_RPC_PORT}
