@@ -47,7 +47,18 @@ Batch = EventBatch | ResourceBatch
 
 
 class _LatenessGateDoFn(beam.DoFn):
-    """Passes batches within the allowed lateness; dead-letters the rest, record by record."""
+    """Passes batches within the allowed lateness; dead-letters the rest, record by record.
+
+    It knows the watermark only from its own timer, which ticks once per slide; while
+    that timer waits, it holds the step's output watermark, so the window stages
+    downstream (two slides more lateness) never drop what it passed. The timer stops
+    ``IDLE_SLIDES`` slides after the model's newest slice is past its lateness: a model
+    quiet for longer than that which then sends events older than the watermark is
+    let through with a stale watermark, and Beam drops those events.
+    """
+
+    #: Slides the timer keeps ticking after the model's newest slice is past its lateness.
+    IDLE_SLIDES = 60
 
     KNOWN = ReadModifyWriteStateSpec("known_watermark_ms", VarIntCoder())
     LATEST = ReadModifyWriteStateSpec("latest_slice_end_ms", VarIntCoder())
@@ -94,7 +105,7 @@ class _LatenessGateDoFn(beam.DoFn):
         now = fired.micros // 1000
         known.write(now)
         following = now + self._slide
-        if following <= (latest.read() or now) + self._lateness + self._slide:
+        if following <= (latest.read() or now) + self._lateness + self._slide * (1 + self.IDLE_SLIDES):
             tick.set(Timestamp(micros=following * 1000))
             next_tick.write(following)
         else:
