@@ -38,6 +38,19 @@ def batches(decoder, seconds, model="m"):
     return [TimestampedValue((b.model, b), b.slice_start_ms / 1000) for b in found]
 
 
+def run_windows(tmp_path, specs, stream):
+    """WindowMetrics over ``stream`` in streaming mode: its panes and dead letters as dicts."""
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    metrics_path, dead_path = tmp_path / "metrics.jsonl", tmp_path / "dead.jsonl"
+    with beam.Pipeline(options=options) as pipeline:
+        out = pipeline | stream | WindowMetrics(specs, WINDOWS, streaming=True)
+        _ = out["metrics"] | beam.Values() | "M" >> WriteJsonLines(str(metrics_path))
+        _ = out[DEAD] | "D" >> WriteJsonLines(str(dead_path))
+    read = [path.read_text().splitlines() if path.exists() else [] for path in (metrics_path, dead_path)]
+    return [[json.loads(line) for line in lines] for lines in read]
+
+
 def test_watermark_fires_windows_and_lateness_is_honoured(tmp_path):
     profile = ReferenceProfile.build({"x": np.arange(100.0) % 5})
     specs = {"m": ModelSpec("m", profile)}
@@ -54,15 +67,7 @@ def test_watermark_fires_windows_and_lateness_is_honoured(tmp_path):
         .add_elements(batches(decoder, [10, 11, 12]))  # too late: 60 + 120 <= 400
         .advance_watermark_to_infinity()
     )
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    metrics_path, dead_path = tmp_path / "metrics.jsonl", tmp_path / "dead.jsonl"
-    with beam.Pipeline(options=options) as pipeline:
-        out = pipeline | stream | WindowMetrics(specs, WINDOWS, streaming=True)
-        _ = out["metrics"] | beam.Values() | "M" >> WriteJsonLines(str(metrics_path))
-        _ = out[DEAD] | "D" >> WriteJsonLines(str(dead_path))
-
-    panes = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+    panes, dead = run_windows(tmp_path, specs, stream)
     seen = {(p["window_start"], p["late"]): p["count"] for p in panes}
     assert seen == {
         ("2025-12-31T23:59:00Z", False): 20,  # [-60, 60) on time
@@ -72,7 +77,6 @@ def test_watermark_fires_windows_and_lateness_is_honoured(tmp_path):
         ("2026-01-01T00:01:00Z", False): 10,  # [60, 180): no late events belong here
     }
     assert len(panes) == 5
-    dead = [json.loads(line) for line in dead_path.read_text().splitlines()]
     assert [d["reason"] for d in dead] == ["too_late"] * 3
     assert sorted(json.loads(d["record"])["timestamp"] for d in dead) == [T0 + 10_000, T0 + 11_000, T0 + 12_000]
 
@@ -90,17 +94,8 @@ def run_idle_model_flush(tmp_path, idle_minutes, flushed_s):
         stream = stream.advance_watermark_to(T0 / 1000 + 60 * (minute + 1))
     flushed = [flushed_s, flushed_s + 1, flushed_s + 2]
     stream = stream.add_elements(batches(decoder, flushed, "m")).advance_watermark_to_infinity()
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    metrics_path, dead_path = tmp_path / "metrics.jsonl", tmp_path / "dead.jsonl"
-    with beam.Pipeline(options=options) as pipeline:
-        out = pipeline | stream | WindowMetrics(specs, WINDOWS, streaming=True)
-        _ = out["metrics"] | beam.Values() | "M" >> WriteJsonLines(str(metrics_path))
-        _ = out[DEAD] | "D" >> WriteJsonLines(str(dead_path))
-    panes = sorted((p["window_start"], p["late"], p["count"]) for p in map(json.loads, metrics_path.read_text().splitlines())
-                   if p["model"] == "m")
-    dead = [json.loads(line) for line in dead_path.read_text().splitlines()] if dead_path.exists() else []
-    return panes, dead
+    panes, dead = run_windows(tmp_path, specs, stream)
+    return sorted((p["window_start"], p["late"], p["count"]) for p in panes if p["model"] == "m"), dead
 
 
 def test_a_quiet_model_that_flushes_old_events_has_them_dead_lettered(tmp_path):
