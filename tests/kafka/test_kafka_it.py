@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections import Counter
 from datetime import datetime
 
 import pytest
+from confluent_kafka import Producer
 
 from ampel_monitor.wire import WireFormat
 from drift.profile import ReferenceProfile
-from tests.kafka.conftest import kafka_config, lines, output, start_pipeline, wait_for
+from tests.kafka.conftest import BOOTSTRAP, kafka_config, lines, output, start_pipeline, wait_for
 from tests.pipeline.streams import START_MS, make_events, write_setup
 from tests.pipeline.test_monitor_it import assert_window_matches
 
@@ -35,6 +37,37 @@ def epoch_ms(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
+class KeepAlive(threading.Thread):
+    """Sends an undecodable message to every partition of a topic every few seconds until stopped.
+
+    ``--stop-when-idle`` finishes a partition after so many seconds without messages; these keep
+    the partitions read however long a loaded machine takes to write the windows before the test
+    sends its late events. Each one is dead-lettered as undecodable and carries no event time.
+    """
+
+    def __init__(self, topic: str, every: float = 5.0) -> None:
+        super().__init__(daemon=True)
+        self.topic, self.every, self.sent = topic, every, 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        producer = Producer({"bootstrap.servers": BOOTSTRAP})
+        partitions = producer.list_topics(self.topic, timeout=30).topics[self.topic].partitions
+        while not self._done.wait(self.every):
+            for partition in partitions:
+                producer.produce(self.topic, KEEPALIVE, partition=partition)
+            assert producer.flush(30) == 0
+            self.sent += len(partitions)
+
+    def stop(self) -> int:
+        self._done.set()
+        self.join()
+        return self.sent
+
+
+KEEPALIVE = b"\x07keep-alive"
+
+
 def latest_panes(metrics: list[dict]) -> dict[tuple, dict]:
     final = {}
     for m in metrics:  # panes are appended in order: the last one of a window wins
@@ -55,17 +88,20 @@ def check_run(tmp_path, broker, runner_args, prefix):
     broker.produce(topics["predictions"], [(e["model_id"], AVRO.encode(e)) for e in events] + garbage)
 
     out = tmp_path / "out"
-    # idle long enough to still be reading when the late events come (after the last window
-    # is out, which a loaded machine can take long to write)
-    process = start_pipeline(config, out, runner_args, stop_when_idle=45)
-    last_end = base + 7 * MINUTE
-    wait_for(lambda: any(epoch_ms(m["window_end"]) >= last_end for m in lines(out / "metrics.jsonl")), 240,
-             "the last window", process)
+    keepalive = KeepAlive(topics["predictions"])
+    keepalive.start()
+    try:
+        process = start_pipeline(config, out, runner_args, stop_when_idle=20)
+        last_end = base + 7 * MINUTE
+        wait_for(lambda: any(epoch_ms(m["window_end"]) >= last_end for m in lines(out / "metrics.jsonl")), 240,
+                 "the last window", process)
 
-    # late within the allowed lateness: a late pane updates the window; too late: dead-lettered
-    late = [{**events[5], "event_id": f"late-{i}", "timestamp": base + 5 * MINUTE + 30_000 + i} for i in range(4)]
-    too_late = [{**events[6], "event_id": f"too-late-{i}", "timestamp": base - 60 * MINUTE + i} for i in range(3)]
-    broker.produce(topics["predictions"], [(e["model_id"], AVRO.encode(e)) for e in late + too_late])
+        # late within the allowed lateness: a late pane updates the window; too late: dead-lettered
+        late = [{**events[5], "event_id": f"late-{i}", "timestamp": base + 5 * MINUTE + 30_000 + i} for i in range(4)]
+        too_late = [{**events[6], "event_id": f"too-late-{i}", "timestamp": base - 60 * MINUTE + i} for i in range(3)]
+        broker.produce(topics["predictions"], [(e["model_id"], AVRO.encode(e)) for e in late + too_late])
+    finally:
+        keepalives = keepalive.stop()
     process.wait(timeout=240)
     assert process.returncode == 0, output(process)
 
@@ -82,7 +118,8 @@ def check_run(tmp_path, broker, runner_args, prefix):
     assert {epoch_ms(m["window_end"]) for m in late_panes} == {base + 6 * MINUTE, base + 7 * MINUTE}
 
     dead = lines(out / "dead_letters.jsonl")
-    assert Counter(d["reason"] for d in dead) == {"undecodable": 2, "negative_latency": 1, "too_late": 3}
+    assert Counter(d["reason"] for d in dead) == {"undecodable": 2 + keepalives, "negative_latency": 1, "too_late": 3}
+    assert sum(d["record"] == "base64:" + base64.b64encode(KEEPALIVE).decode() for d in dead) == keepalives
     assert sorted(json.loads(d["record"])["event_id"] for d in dead if d["reason"] == "too_late") == [
         f"too-late-{i}" for i in range(3)]
     undecodable = next(d for d in dead if d["record"] == "base64:" + base64.b64encode(b"\x07not avro").decode())
