@@ -24,7 +24,7 @@ from drift.profile import ReferenceProfile
 from drift.report import DriftPolicy, FeatureState, feature_drift, features_drift
 from sketches.ddsketch import DDSketch
 
-__all__ = ["ModelAccumulator", "ModelSpec", "ResourceState", "VersionState", "rfc3339"]
+__all__ = ["ModelAccumulator", "ModelSpec", "ResourceState", "SliceSpec", "VersionState", "rfc3339"]
 
 LATENCY_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 CONFIDENCE_QUANTILES = (0.1, 0.5, 0.9)
@@ -47,6 +47,31 @@ class ModelSpec:
     profile: ReferenceProfile
     policy: DriftPolicy = field(default_factory=DriftPolicy)
     confidence_threshold: float = 0.5
+
+
+class SliceSpec:
+    """What folding a model's batches into its state needs: the empty sketches (bins
+    only, no reference counts) and the confidence threshold. It pickles to about a
+    third of its ``ModelSpec``, which matters where a runner pickles the combiner.
+    """
+
+    __slots__ = ("empty", "confidence_threshold")
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.empty = VersionState(spec)
+        self.confidence_threshold = spec.confidence_threshold
+
+    def new_state(self) -> VersionState:
+        return _empty_like(self.empty)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _slice_spec, (self.empty, self.confidence_threshold)
+
+
+def _slice_spec(empty: VersionState, confidence_threshold: float) -> SliceSpec:
+    spec = SliceSpec.__new__(SliceSpec)
+    spec.empty, spec.confidence_threshold = empty, confidence_threshold
+    return spec
 
 
 class ResourceState:
@@ -105,14 +130,14 @@ class VersionState:
         self.attributed = 0  # events that carry attributions
         self.attributions = np.zeros(len(profile.features))  # sums of |attribution|, in profile feature order
 
-    def add(self, batch: EventBatch, spec: ModelSpec) -> None:
+    def add(self, batch: EventBatch, confidence_threshold: float) -> None:
         self.count += len(batch)
         self.errors += int(batch.error.sum())
         self.latency.add_many(batch.latency_ms)
         confidence = batch.confidence[~np.isnan(batch.confidence)]
         if confidence.size:
             self.confidence.add_many(confidence)
-            self.unsure += int(np.count_nonzero(confidence < spec.confidence_threshold))
+            self.unsure += int(np.count_nonzero(confidence < confidence_threshold))
             if self.confidence_hist is not None:
                 self.confidence_hist.add_many(confidence)
         if self.prediction is not None:
@@ -162,14 +187,14 @@ class ModelAccumulator:
         self.versions: dict[str, VersionState] = {}
         self.resources = ResourceState()
 
-    def add_batch(self, batch: EventBatch | ResourceBatch, spec: ModelSpec) -> ModelAccumulator:
+    def add_batch(self, batch: EventBatch | ResourceBatch, spec: SliceSpec) -> ModelAccumulator:
         if isinstance(batch, ResourceBatch):
             self.resources.add(batch)
             return self
         state = self.versions.get(batch.version)
         if state is None:
-            state = self.versions[batch.version] = VersionState(spec)
-        state.add(batch, spec)
+            state = self.versions[batch.version] = spec.new_state()
+        state.add(batch, spec.confidence_threshold)
         return self
 
     def merge(self, other: ModelAccumulator) -> ModelAccumulator:

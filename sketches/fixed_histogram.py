@@ -70,6 +70,9 @@ class FixedHistogram:
         self.missing = 0.0
         self._lower = np.concatenate(([np.nan], edges)) if exact_edges else edges
 
+    def __reduce__(self) -> tuple:  # the lookup edges are derived, not pickled
+        return _restore, (self.edges, self.exact_edges, self.counts, self.missing)
+
     @property
     def num_bins(self) -> int:
         """The number of bins."""
@@ -214,3 +217,11 @@ class FixedHistogram:
 
     def __repr__(self) -> str:
         return f"FixedHistogram(bins={self.num_bins}, count={self.count!r}, missing={self.missing!r})"
+
+
+def _restore(edges: np.ndarray, exact_edges: bool, counts: np.ndarray, missing: float) -> FixedHistogram:
+    hist = FixedHistogram.__new__(FixedHistogram)
+    edges.flags.writeable = False
+    hist.edges, hist.exact_edges, hist.counts, hist.missing = edges, exact_edges, counts, missing
+    hist._lower = np.concatenate(([np.nan], edges)) if exact_edges else edges
+    return hist

@@ -37,7 +37,7 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from ampel_monitor.config import WindowConfig
 from ampel_monitor.events import DeadLetter, EventBatch, ResourceBatch
-from ampel_monitor.window import ModelAccumulator, ModelSpec
+from ampel_monitor.window import ModelAccumulator, ModelSpec, SliceSpec
 from transforms.counters import count_dead_letter, count_late, count_window
 from transforms.read import DEAD
 
@@ -131,7 +131,7 @@ class SliceCombineFn(beam.CombineFn):
     """Folds the batches of one model and slice into one ``ModelAccumulator``."""
 
     def __init__(self, specs: Mapping[str, ModelSpec]) -> None:
-        self._specs = dict(specs)
+        self._specs = {model: SliceSpec(spec) for model, spec in specs.items()}
 
     def create_accumulator(self) -> ModelAccumulator:
         return ModelAccumulator()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 
 from ampel_monitor.events import EventDecoder, ModelSchema
-from ampel_monitor.window import ModelAccumulator, ModelSpec
+from ampel_monitor.window import ModelAccumulator, ModelSpec, SliceSpec
 from drift.profile import ReferenceProfile
 from transforms.windows import SliceCombineFn, WindowCombineFn
 
@@ -30,7 +32,7 @@ def make_batches(n=600, seed=0):
 
 def test_sharded_combine_equals_one_pass():
     spec, batches = make_batches()
-    combine = SliceCombineFn({"m": spec})
+    combine = pickle.loads(pickle.dumps(SliceCombineFn({"m": spec})))  # as a runner ships it
     whole = combine.add_inputs(combine.create_accumulator(), batches)
     shards = [combine.add_inputs(combine.create_accumulator(), batches[i::3]) for i in range(3)]
     merged = combine.merge_accumulators(shards)
@@ -42,7 +44,7 @@ def test_sharded_combine_equals_one_pass():
 
 def test_window_merge_leaves_its_inputs_unchanged():
     spec, batches = make_batches()
-    slices = [ModelAccumulator().add_batch(b, spec) for b in batches]
+    slices = [ModelAccumulator().add_batch(b, SliceSpec(spec)) for b in batches]
     before = [s.metrics(spec, T0, T0 + 10_000, False) for s in slices]
     combine = WindowCombineFn()
     window = combine.create_accumulator()
