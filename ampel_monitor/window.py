@@ -21,7 +21,7 @@ import numpy as np
 from ampel_monitor.events import EventBatch, ResourceBatch
 from ampel_monitor.quality import attribution_importance, rank_change
 from drift.profile import ReferenceProfile
-from drift.report import DriftPolicy, FeatureState, feature_drift, features_drift
+from drift.report import DriftPolicy, FeatureState, features_drift
 from sketches.ddsketch import DDSketch
 
 __all__ = ["ModelAccumulator", "ModelSpec", "ResourceState", "SliceSpec", "VersionState", "rfc3339"]
@@ -215,12 +215,20 @@ class ModelAccumulator:
         for version in sorted(self.versions):
             state = self.versions[version]
             latency = state.latency.quantiles(LATENCY_QUANTILES)
-            names = list(state.features)
-            drifts = dict(zip(names, features_drift([spec.profile.features[n] for n in names],
-                                                    [state.features[n] for n in names], spec.policy)))
-            prediction = None
+            # the features, the prediction and the confidence compared in one call
+            profiles, states = [spec.profile.features[n] for n in state.features], list(state.features.values())
+            extra = {}
             if state.prediction is not None and spec.profile.prediction is not None:
-                prediction = feature_drift(spec.profile.prediction, state.prediction, spec.policy).to_dict()
+                extra["prediction"] = len(profiles)
+                profiles.append(spec.profile.prediction)
+                states.append(state.prediction)
+            if state.confidence.count and state.confidence_hist is not None and spec.profile.confidence is not None:
+                extra["confidence"] = len(profiles)
+                profiles.append(spec.profile.confidence)
+                states.append(state.confidence_hist)
+            compared = features_drift(profiles, states, spec.policy)
+            drifts = dict(zip(state.features, compared))
+            prediction = compared[extra["prediction"]].to_dict() if "prediction" in extra else None
             confidence = None
             if state.confidence.count:
                 c10, c50, c90 = state.confidence.quantiles(CONFIDENCE_QUANTILES)
@@ -232,8 +240,8 @@ class ModelAccumulator:
                     "p90": c90,
                     "below_threshold": state.unsure / state.confidence.count,
                 }
-                if state.confidence_hist is not None and spec.profile.confidence is not None:
-                    confidence["drift"] = feature_drift(spec.profile.confidence, state.confidence_hist, spec.policy).to_dict()
+                if "confidence" in extra:
+                    confidence["drift"] = compared[extra["confidence"]].to_dict()
             drifted = [name for name, d in drifts.items() if d.drifted]
             importance, importance_change = state.importance(spec)
             out.append(

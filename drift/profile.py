@@ -60,6 +60,9 @@ class NumericProfile:
             raise ValueError(f"feature {self.name!r}: every decile edge must be a KS edge")
         object.__setattr__(self, "_template", hist)
         object.__setattr__(self, "_coarse", coarse_map(self.ks_edges, self.edges))
+        counts = self.coarse(self.ks_counts)
+        counts.flags.writeable = False
+        object.__setattr__(self, "_counts", counts)
 
     def __reduce__(self) -> tuple[Any, ...]:  # the derived members are rebuilt, not pickled
         return type(self), (self.name, self.edges, self.ks_edges, self.ks_counts, self.missing)
@@ -71,8 +74,13 @@ class NumericProfile:
 
     @property
     def counts(self) -> np.ndarray:
-        """Reference counts on the 10 drift bins."""
-        return self.coarse(self.ks_counts)
+        """Reference counts on the 10 drift bins (read-only)."""
+        return self._counts  # type: ignore[attr-defined]
+
+    @property
+    def coarse_index(self) -> np.ndarray:
+        """The drift bin of each KS bin."""
+        return self._coarse  # type: ignore[attr-defined]
 
     def coarse(self, ks_counts: np.ndarray) -> np.ndarray:
         """Sums counts on the KS bins into the 10 drift bins."""

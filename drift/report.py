@@ -21,7 +21,7 @@ from drift.base import JS, PSI, STAT_TESTS
 from drift.chi_square import chi_square
 from drift.columns import Column, EncodedColumn, is_numeric
 from drift.jensen_shannon import js_distance
-from drift.ks import ks_pvalues, ks_statistic
+from drift.ks import ks_pvalues
 from drift.profile import FeatureProfile, NumericProfile, ReferenceProfile
 from drift.psi import psi
 from sketches.categorical import CategoryCounter
@@ -195,19 +195,32 @@ def feature_drift(profile: FeatureProfile, state: FeatureState, policy: DriftPol
 
 def features_drift(profiles: Sequence[FeatureProfile], states: Sequence[FeatureState],
                    policy: DriftPolicy | None = None) -> list[FeatureDrift]:
-    """``feature_drift`` of each profile and its state; the KS p-values in one vectorized call."""
+    """``feature_drift`` of each profile and its state.
+
+    Numeric features with bins of the same shapes are compared together, as rows of
+    one matrix; the KS p-values of all of them in one vectorized call.
+    """
     policy = policy or DriftPolicy()
-    ks = [ks_statistic(p.ks_counts, s.counts) if isinstance(p, NumericProfile) else (math.nan, math.nan)
-          for p, s in zip(profiles, states)]
-    pvalues = ks_pvalues(np.array([k[0] for k in ks]), np.array([k[1] for k in ks])).tolist() if ks else []
+    numeric: dict[tuple[int, int], list[int]] = {}
+    for i, profile in enumerate(profiles):
+        if isinstance(profile, NumericProfile):
+            numeric.setdefault((profile.ks_counts.size, profile.edges.size), []).append(i)
+    stats: dict[int, tuple[float, float, float, float]] = {}
+    for rows in numeric.values():
+        group = _numeric_drift([profiles[i] for i in rows], [states[i] for i in rows])  # type: ignore[misc]
+        stats.update(zip(rows, zip(*group)))
+    if stats:
+        order = list(stats)
+        pvalues = ks_pvalues(np.array([stats[i][2] for i in order]), np.array([stats[i][3] for i in order]))
+        for i, pvalue in zip(order, pvalues.tolist()):
+            stats[i] = (*stats[i][:3], pvalue)
     out = []
-    for profile, state, (ks_stat, _), ks_pvalue in zip(profiles, states, ks, pvalues):
+    for i, (profile, state) in enumerate(zip(profiles, states)):
         rows = state.count + state.missing
         missing_share = state.missing / rows if rows else math.nan
-        if isinstance(profile, NumericProfile):
-            current = profile.coarse(state.counts)
-            reference = profile.counts
-            values = {"psi": psi(reference, current), "js": js_distance(reference, current), "ks": ks_pvalue}
+        if i in stats:
+            psi_value, js_value, ks_stat, ks_pvalue = stats[i]
+            values = {"psi": psi_value, "js": js_value, "ks": ks_pvalue}
             extra = {"ks_statistic": ks_stat, "ks_pvalue": ks_pvalue}
         else:
             chi2_statistic, chi2_pvalue, _ = chi_square(profile.counts, state.counts)
@@ -228,6 +241,36 @@ def features_drift(profiles: Sequence[FeatureProfile], states: Sequence[FeatureS
             **extra,
         ))
     return out
+
+
+def _numeric_drift(profiles: Sequence[NumericProfile], states: Sequence[FixedHistogram]) -> tuple[list[float], ...]:
+    """PSI, JS, the KS statistic and its effective size of numeric features whose KS and
+    drift bins have the same shapes, as rows of one matrix: the formulas of ``psi``,
+    ``js_distance`` and ``ks_statistic``, NaN where either side is empty."""
+    reference = np.stack([p.ks_counts for p in profiles])
+    current = np.stack([s.counts for s in states])
+    n, m = reference.sum(axis=1), current.sum(axis=1)
+    empty = (n <= 0) | (m <= 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        statistic = np.max(np.abs(np.cumsum(reference, axis=1) / n[:, None] - np.cumsum(current, axis=1) / m[:, None]),
+                           axis=1)
+        big, small = np.maximum(n, m), np.minimum(n, m)
+        size = np.round(big * small / (big + small))
+        # the drift bins: each row's KS bins summed by its own map, in one bincount
+        bins = profiles[0].edges.size + 1
+        index = np.stack([p.coarse_index for p in profiles]) + bins * np.arange(len(profiles))[:, None]
+        coarse = np.bincount(index.ravel(), weights=current.ravel(), minlength=bins * len(profiles)).reshape(-1, bins)
+        expected = np.stack([p.counts for p in profiles])
+        p = (expected + 1.0) / (n[:, None] + bins)
+        q = (coarse + 1.0) / (m[:, None] + bins)
+        psi_values = np.sum((q - p) * np.log(q / p), axis=1)
+        p, q = expected / n[:, None], coarse / m[:, None]
+        mid = (p + q) / 2.0
+        divergence = (np.where(p > 0, p * np.log(p / mid), 0.0).sum(axis=1)
+                      + np.where(q > 0, q * np.log(q / mid), 0.0).sum(axis=1))
+        js_values = np.sqrt(np.clip(divergence / (2.0 * math.log(2.0)), 0.0, 1.0))
+    nan = np.where(empty, np.nan, 0.0)
+    return ((psi_values + nan).tolist(), (js_values + nan).tolist(), (statistic + nan).tolist(), (size + nan).tolist())
 
 
 def drift_report(

@@ -104,3 +104,40 @@ def test_missing_column_is_named():
     profile = ReferenceProfile.build(seeded(100, 0, 1))
     with pytest.raises(ValueError, match="column 'kind' of the reference profile is not in the current data"):
         sketch_columns(profile, {"stable": np.zeros(3), "shifted": np.zeros(3)})
+
+
+def test_features_compared_together_equal_each_compared_alone():
+    """The numeric features of a report are compared as rows of one matrix; every value
+    equals the one-feature functions (and scipy's KS p-value) on the same counts."""
+    from scipy.stats import kstwo
+
+    from drift.jensen_shannon import js_distance
+    from drift.ks import ks_statistic
+    from drift.psi import psi
+
+    rng = np.random.default_rng(7)
+    columns = {f"n{i}": rng.normal(i % 3, 1, 3_000).round(1 + i % 3) for i in range(8)}  # ties: KS bins of several shapes
+    columns["few"] = rng.integers(0, 4, 3_000).astype(float)
+    columns["kind"] = rng.choice(np.array(["a", "b", "c"], dtype=object), 3_000)
+    profile = ReferenceProfile.build(columns)
+    current = {name: (values + 0.3 * (i % 2) if name != "kind" else values)
+               for i, (name, values) in enumerate(columns.items())}
+    current["n5"] = np.full(500, np.nan)  # nothing to compare
+    states = sketch_columns(profile, {k: v[:2_000] if k != "n5" else v for k, v in current.items()})
+    states["n6"].add_many(np.array([0.25, 1.5]), np.array([0.5, 2.25]))  # weights that are not counts
+    assert len({p.ks_counts.size for p in profile.features.values() if p.kind == "numeric"}) > 2
+
+    report = drift_report(profile, states)
+    for name, drift in report.features.items():
+        feature, state = profile.features[name], states[name]
+        if feature.kind != "numeric":
+            continue
+        if name == "n5":
+            assert all(math.isnan(v) for v in (drift.psi, drift.js, drift.ks_statistic, drift.ks_pvalue))
+            continue
+        current_bins = feature.coarse(state.counts)
+        assert drift.psi == pytest.approx(psi(feature.counts, current_bins), rel=1e-12)
+        assert drift.js == pytest.approx(js_distance(feature.counts, current_bins), rel=1e-12)
+        statistic, size = ks_statistic(feature.ks_counts, state.counts)
+        assert drift.ks_statistic == statistic
+        assert drift.ks_pvalue == pytest.approx(float(np.clip(kstwo.sf(statistic, size), 0, 1)), rel=1e-12, abs=1e-300)
