@@ -1,5 +1,7 @@
 """The API every sketch shares, run against each implementation."""
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -51,6 +53,15 @@ class SketchContract:
         before = self.state(full)
         assert self.state(full.merge(self.make())) == before
         assert self.state(self.make().merge(full)) == before
+
+    def test_pickled_sketch_is_equal_and_keeps_counting(self):
+        """What a runner does to an accumulator between two steps."""
+        rng = np.random.default_rng(6)
+        values = self.data(rng, 600)
+        sketch = pickle.loads(pickle.dumps(self.make().add_many(values[:300])))
+        assert sketch == self.make().add_many(values[:300])
+        sketch.add_many(values[300:]).merge(pickle.loads(pickle.dumps(self.make().add_many(values))))
+        assert self.state(sketch) == self.state(self.make().add_many(values).add_many(values))
 
     def test_round_trip_bytes(self):
         rng = np.random.default_rng(5)
