@@ -11,7 +11,8 @@ from sketches import FixedHistogram
 values_with_gaps = hnp.arrays(
     np.float64,
     st.integers(0, 200),
-    elements=st.one_of(st.sampled_from([0.0, 1.0, 2.5, np.nan]), st.floats(-10, 10, allow_nan=False)),
+    elements=st.one_of(st.sampled_from([0.0, 1.0, 2.5, np.nan, np.nextafter(1.0, 2.0), np.nextafter(1.0, 0.0)]),
+                       st.floats(-10, 10, allow_nan=False)),
 )
 EDGES = np.array([-1.0, 0.0, 1.0, 1.0, 2.5])  # a repeated edge, as quantiles of ties give
 
