@@ -17,8 +17,9 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
-from ampel_monitor.events import EventDecoder, ModelSchema, decode_event_file, decode_resources, iter_records
+from ampel_monitor.events import EventBatch, EventDecoder, ModelSchema, decode_event_file, decode_resources, iter_records
 from ampel_monitor.labels import decode_labels
+from transforms.coders import EventBatchCoder  # noqa: F401 (registers the coder of EventBatch)
 from transforms.counters import count_dead_letter, count_events
 
 __all__ = ["DEAD", "ReadEventFiles", "ReadLabelFiles", "ReadResourceFiles"]
@@ -79,19 +80,16 @@ class _ReadLabelsDoFn(beam.DoFn):
 
 
 class _ReadFiles(beam.PTransform):
-    def __init__(self, paths: list[str], dofn: beam.DoFn, what: str) -> None:
+    def __init__(self, paths: list[str], dofn: beam.DoFn, what: str, batch_type: Any = Any) -> None:
         super().__init__()
         missing = [p for p in paths if not Path(p).is_file()]
         if missing:
             raise ValueError(f"{what} file not found: {missing[0]!r}")
-        self._paths, self._dofn = list(paths), dofn
+        self._paths, self._dofn, self._batch_type = list(paths), dofn, batch_type
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> pvalue.DoOutputsTuple:
-        return (
-            pbegin
-            | "Files" >> beam.Create(self._paths)
-            | "Decode" >> beam.ParDo(self._dofn).with_outputs(DEAD, main="batches")
-        )
+        decode = beam.ParDo(self._dofn).with_output_types(tuple[str, self._batch_type])
+        return pbegin | "Files" >> beam.Create(self._paths) | "Decode" >> decode.with_outputs(DEAD, main="batches")
 
 
 class ReadEventFiles(_ReadFiles):
@@ -112,7 +110,7 @@ class ReadEventFiles(_ReadFiles):
     """
 
     def __init__(self, paths: list[str], schemas: Mapping[str, ModelSchema], slide_ms: int, chunk_size: int = 20_000):
-        super().__init__(paths, _ReadEventsDoFn(schemas, slide_ms, chunk_size), "input")
+        super().__init__(paths, _ReadEventsDoFn(schemas, slide_ms, chunk_size), "input", EventBatch)
 
 
 class ReadResourceFiles(_ReadFiles):

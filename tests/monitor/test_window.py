@@ -54,3 +54,23 @@ def test_window_merge_leaves_its_inputs_unchanged():
     total = combine.extract_output(window).metrics(spec, T0, T0 + 60_000, False)[0]
     assert total["count"] == 600
     assert total["features"]["c"]["count"] == 600
+
+
+def test_event_batches_cross_a_stage_whole_and_are_not_pickled_to_be_measured():
+    import apache_beam as beam
+
+    from transforms.coders import EventBatchCoder
+
+    _, batches = make_batches()
+    coder = beam.coders.registry.get_coder(type(batches[0]))
+    assert isinstance(coder, EventBatchCoder)
+    batch = batches[0]
+    back = coder.decode(coder.encode(batch))
+    assert (back.model, back.version, back.slice_start_ms) == (batch.model, batch.version, batch.slice_start_ms)
+    for name in ("timestamps", "latency_ms", "error", "confidence", "prediction", "event_ids"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(batch, name))
+    assert back.features.keys() == batch.features.keys()
+    for name, column in batch.features.items():
+        np.testing.assert_array_equal(back.features[name], column)
+    # the estimate Beam samples on every edge: from the columns, not from an encoding
+    assert coder.estimate_size(batch) == 8 * len(batch) * (6 + len(batch.features))
