@@ -23,6 +23,7 @@ from ampel_monitor.quality import attribution_importance, rank_change
 from drift.profile import ReferenceProfile
 from drift.report import DriftPolicy, FeatureState, features_drift
 from sketches.ddsketch import DDSketch
+from sketches.fixed_histogram import FixedHistogram
 
 __all__ = ["ModelAccumulator", "ModelSpec", "ResourceState", "SliceSpec", "VersionState", "rfc3339"]
 
@@ -58,7 +59,7 @@ class SliceSpec:
     __slots__ = ("empty", "confidence_threshold")
 
     def __init__(self, spec: ModelSpec) -> None:
-        self.empty = VersionState(spec)
+        self.empty = _with_bounds(VersionState(spec))
         self.confidence_threshold = spec.confidence_threshold
 
     def new_state(self) -> VersionState:
@@ -70,8 +71,16 @@ class SliceSpec:
 
 def _slice_spec(empty: VersionState, confidence_threshold: float) -> SliceSpec:
     spec = SliceSpec.__new__(SliceSpec)
-    spec.empty, spec.confidence_threshold = empty, confidence_threshold
+    spec.empty, spec.confidence_threshold = _with_bounds(empty), confidence_threshold
     return spec
+
+
+def _with_bounds(empty: VersionState) -> VersionState:
+    """Builds the bin bounds of the histograms once; the states made from them share them."""
+    for state in (empty.confidence_hist, empty.prediction, *empty.features.values()):
+        if isinstance(state, FixedHistogram):
+            state.lower_bounds()
+    return empty
 
 
 class ResourceState:

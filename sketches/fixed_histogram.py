@@ -86,9 +86,9 @@ class FixedHistogram:
 
     def bin_indices(self, values: np.ndarray) -> np.ndarray:
         """Returns the bin of each value; NaN values get the last bin."""
-        return np.searchsorted(self._lower_bounds()[:-1], values, side="right")
+        return np.searchsorted(self.lower_bounds()[:-1], values, side="right")
 
-    def _lower_bounds(self) -> np.ndarray:
+    def lower_bounds(self) -> np.ndarray:
         """The lowest value of every bin but the first, then NaN (which sorts last).
 
         A value's bin is the number of these at or below it; the count of a bin is the
@@ -133,7 +133,7 @@ class FixedHistogram:
         bound instead of once per value, which is several times faster than
         ``bin_indices`` when there are many edges.
         """
-        below = np.sort(values).searchsorted(self._lower_bounds())  # NaN sorts last
+        below = np.sort(values).searchsorted(self.lower_bounds())  # NaN sorts last
         return np.diff(below, prepend=0), float(values.size - below[-1])
 
     def add_counts(self, counts: np.ndarray, missing: float = 0.0) -> FixedHistogram:
