@@ -174,45 +174,69 @@ def strings(data: bytes, spans: np.ndarray, few: bool = True) -> tuple[np.ndarra
     """The strings at ``spans`` of ``data`` (None where a span is -1) as an object array,
     and a mask of those that are not valid UTF-8.
 
-    The spans are copied into fixed-width rows ended by 0xFF (a byte UTF-8 never holds,
-    so trailing NULs survive numpy's fixed-width strings). With ``few`` distinct values
-    (model ids, categories), each distinct row is decoded once and shared. Otherwise
-    (event ids), ASCII without NULs, the usual case, converts in one numpy cast.
+    With ``few`` distinct values (model ids, categories) they are ``encoded_strings``
+    looked up. Otherwise (event ids) the spans are copied into fixed-width rows ended by
+    0xFF (a byte UTF-8 never holds, so trailing NULs survive numpy's fixed-width
+    strings) and, ASCII without NULs, the usual case, converted in one numpy cast.
     """
+    if few:
+        codes, dictionary, bad = encoded_strings(data, spans)
+        return dictionary[codes], bad
     n = spans.shape[0]
     out = np.empty(n, dtype=object)
-    bad = np.zeros(n, dtype=bool)
     present = spans[:, 0] >= 0
     if not present.any():
-        return out, bad
+        return out, np.zeros(n, dtype=bool)
     width = int((spans[present, 1] - spans[present, 0]).max()) + 1
-    if few and width <= 8:  # short strings: one uint64 each (bytes and length), no collisions
-        distinct, inverse = np.unique(_pack(np.frombuffer(data, dtype=np.uint8), spans), return_inverse=True)
-        decoded = np.empty(distinct.size, dtype=object)
+    rows = np.zeros((n, width), dtype=np.uint8)
+    if _copy_spans(np.frombuffer(data, dtype=np.uint8), spans, rows, True):
+        out[present] = rows[present].view(f"S{width}").ravel().astype(f"U{width}")
+        return out, np.zeros(n, dtype=bool)
+    codes, dictionary, bad = _distinct_rows(rows, present)
+    return dictionary[codes], bad
+
+
+def encoded_strings(data: bytes, spans: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The strings at ``spans`` of ``data`` dictionary-encoded: a code per span, the
+    distinct strings (an object array; None for absent spans and for bytes that are not
+    valid UTF-8), and a mask of the spans that are not valid UTF-8. Each distinct string
+    is decoded once."""
+    n = spans.shape[0]
+    present = spans[:, 0] >= 0
+    if not present.any():
+        return np.zeros(n, dtype=np.intp), np.array([None], dtype=object), np.zeros(n, dtype=bool)
+    width = int((spans[present, 1] - spans[present, 0]).max()) + 1
+    if width <= 8:  # short strings: one uint64 each (bytes and length), no collisions
+        distinct, codes = np.unique(_pack(np.frombuffer(data, dtype=np.uint8), spans), return_inverse=True)
+        dictionary = np.empty(distinct.size, dtype=object)
         failed = np.zeros(distinct.size, dtype=bool)
         for i, key in enumerate(distinct.tolist()):
             length = key >> 56
             if length <= 7:
                 try:
-                    decoded[i] = key.to_bytes(8, "little")[:length].decode("utf-8")
+                    dictionary[i] = key.to_bytes(8, "little")[:length].decode("utf-8")
                 except UnicodeDecodeError:
                     failed[i] = True
-        return decoded[inverse], failed[inverse]
+        return codes, dictionary, failed[codes]
     rows = np.zeros((n, width), dtype=np.uint8)
-    if _copy_spans(np.frombuffer(data, dtype=np.uint8), spans, rows, not few):
-        out[present] = rows[present].view(f"S{width}").ravel().astype(f"U{width}")
-        return out, bad
+    _copy_spans(np.frombuffer(data, dtype=np.uint8), spans, rows, False)
+    return _distinct_rows(rows, present)
+
+
+def _distinct_rows(rows: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``encoded_strings`` of fixed-width rows ended by 0xFF; the last code is None (absent)."""
+    width = rows.shape[1]
     distinct, inverse = np.unique(rows[present].view(f"S{width}").ravel(), return_inverse=True)
-    decoded = np.empty(distinct.size, dtype=object)
-    failed = np.zeros(distinct.size, dtype=bool)
+    dictionary = np.empty(distinct.size + 1, dtype=object)
+    failed = np.zeros(distinct.size + 1, dtype=bool)
     for i, value in enumerate(distinct.tolist()):
         try:
-            decoded[i] = value[:-1].decode("utf-8")
+            dictionary[i] = value[:-1].decode("utf-8")
         except UnicodeDecodeError:
             failed[i] = True
-    out[present] = decoded[inverse]
-    bad[present] = failed[inverse]
-    return out, bad
+    codes = np.full(rows.shape[0], distinct.size, dtype=np.intp)
+    codes[present] = inverse
+    return codes, dictionary, failed[codes]
 
 
 @numba.njit(cache=True, nogil=True)

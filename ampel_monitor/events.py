@@ -99,6 +99,10 @@ class EventBatch:
     #: attributions leave the feature out, NaN for events without attributions. Empty when
     #: no event of the batch carries attributions.
     attributions: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: Categorical columns as the bulk decoder reads them, ``(codes, dictionary)`` with
+    #: ``column == dictionary[codes]``: features by name, the prediction under None.
+    #: Counting codes skips a dictionary lookup per value. Empty otherwise.
+    codes: Mapping[str | None, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def take(self, keep: np.ndarray) -> EventBatch:
         """The events selected by ``keep`` (a boolean mask or indices), features left out."""
@@ -390,13 +394,14 @@ class EventDecoder:
             bad |= (attribution_set & ~np.isfinite(attribution)).any(axis=1)
         else:
             attribution_set = attribution = np.zeros((rows.size, 0))
-        strings = {name: avro_columns.strings(data, columns.feature_span[rows, j])
+        # categorical columns as (codes, dictionary): the batch carries both forms
+        encoded = {name: avro_columns.encoded_strings(data, columns.feature_span[rows, j])
                    for name, j in zip(schema.categorical, categorical)}
         if not schema.numeric_prediction:
-            strings[None] = avro_columns.strings(data, columns.prediction_span[rows])
+            encoded[None] = avro_columns.encoded_strings(data, columns.prediction_span[rows])
         attributes = {name: avro_columns.strings(data, columns.attribute_span[rows, self._layout.attributes.index(name)])
                       for name in schema.sensitive}
-        for _, invalid in (*strings.values(), *attributes.values()):
+        for *_, invalid in (*encoded.values(), *attributes.values()):
             bad |= invalid
         unknown = self._unknown_keys(data, columns, rows, bad)
         event_ids, invalid = avro_columns.strings(data, columns.event_id[rows], few=False)
@@ -407,7 +412,7 @@ class EventDecoder:
             rows, kinds, numeric_values, prediction, attributed, attribution_set, attribution, event_ids = (
                 rows[keep], kinds[keep], numeric_values[keep], prediction[keep], attributed[keep], attribution_set[keep],
                 attribution[keep], event_ids[keep])
-            strings = {name: (values[keep], None) for name, (values, _) in strings.items()}
+            encoded = {name: (codes[keep], dictionary, None) for name, (codes, dictionary, _) in encoded.items()}
             attributes = {name: (values[keep], None) for name, (values, _) in attributes.items()}
         others = np.setdiff1d(np.arange(len(self._layout.features)), known)
         if others.size:  # features of other models
@@ -426,7 +431,8 @@ class EventDecoder:
             if not take.size:
                 continue
             features = {name: numeric_values[take, j] for j, name in enumerate(schema.numeric)}
-            features.update((name, strings[name][0][take]) for name in schema.categorical)
+            codes = {name: (values[take], dictionary) for name, (values, dictionary, _) in encoded.items()}
+            features.update((name, dictionary[values]) for name, (values, dictionary) in codes.items() if name is not None)
             carried = attributed[take]
             importance = {}
             if carried.any():
@@ -439,10 +445,10 @@ class EventDecoder:
                 model=model, version=str(version_names[version_codes[first]]),
                 slice_start_ms=int(slices[first]), timestamps=timestamps[take], latency_ms=columns.latency_ms[rows[take]],
                 error=columns.status[rows[take]] == 1, confidence=columns.confidence[rows[take]],
-                prediction=prediction[take] if schema.numeric_prediction else strings[None][0][take],
+                prediction=prediction[take] if schema.numeric_prediction else codes[None][1][codes[None][0]],
                 features=features, event_ids=event_ids[take],
                 attributes={name: values[take] for name, (values, _) in attributes.items()},
-                attributions=importance))
+                attributions=importance, codes=codes))
         return batches
 
     @staticmethod

@@ -149,10 +149,17 @@ class VersionState:
             self.unsure += int(np.count_nonzero(confidence < confidence_threshold))
             if self.confidence_hist is not None:
                 self.confidence_hist.add_many(confidence)
+        codes = batch.codes
         if self.prediction is not None:
-            self.prediction.add_many(batch.prediction)
+            if None in codes:
+                self.prediction.add_encoded(*codes[None])  # type: ignore[union-attr]
+            else:
+                self.prediction.add_many(batch.prediction)
         for name, state in self.features.items():
-            state.add_many(batch.features[name])
+            if name in codes:
+                state.add_encoded(*codes[name])  # type: ignore[union-attr]
+            else:
+                state.add_many(batch.features[name])
         if batch.attributions:
             columns = [batch.attributions[name] for name in self.features]
             self.attributed += int(np.count_nonzero(~np.isnan(columns[0])))

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from ampel_monitor import avro_columns
 from ampel_monitor.events import DeadLetter, EventBatch, EventDecoder, ModelSchema, decode_event_file
 from schemas import load_schema
+from sketches import CategoryCounter
 
 SCHEMA = load_schema("PredictionEvent")
 SCHEMAS = {
@@ -108,6 +109,12 @@ def decode_both(records, per_block):
         (f"#{i}", fastavro.schemaless_reader(io.BytesIO(m), SCHEMA, None), None) for i, m in enumerate(messages))
     assert failed.tolist() == []
     assert_same(batches, expected)
+    for batch in batches:  # the codes of the bulk path decode to its columns and count as they do
+        for name, (codes, dictionary) in batch.codes.items():
+            column = batch.prediction if name is None else batch.features[name]
+            assert dictionary[codes].tolist() == column.tolist()
+            counter = CategoryCounter(["a", "é", "yes"])
+            assert counter.empty_like().add_encoded(codes, dictionary) == counter.empty_like().add_many(column)
     assert sorted(map(astuple, dead)) == sorted(map(astuple, expected_dead))
     assert fast.unknown_features == slow.unknown_features
     return batches, dead
@@ -128,6 +135,7 @@ def test_a_plain_stream_needs_no_record_by_record_decoding():
     assert dead == [] and failed.size == 0
     assert [(b.slice_start_ms - T0, len(b)) for b in batches] == [(0, 60), (60_000, 60)]
     assert batches[0].features["x"].tolist() == [float(i) for i in range(60)]
+    assert set(batches[0].codes) == {"c", None}  # the categorical feature and prediction, as codes too
     assert batches[0].attributes["group"].tolist() == ["f"] * 60
     assert batches[0].attributions["x"][:2].tolist()[1] == 2.0 and math.isnan(batches[0].attributions["x"][0])
 
