@@ -240,6 +240,24 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def _local_runner(options: PipelineOptions) -> Any:
+    """Beam's in-process FnApiRunner for a bounded replay, unless a runner is chosen.
+
+    Beam's default (DirectRunner) would first try Prism: fetch its binary, which needs
+    the internet, and serialize the whole pipeline for it, before falling back to the
+    same FnApiRunner.
+    """
+    if options.view_as(StandardOptions).runner is not None:
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+
 def run(
     config: Config,
     inputs: Sequence[str] = (),
@@ -269,7 +287,7 @@ def run(
         options.view_as(DebugOptions).add_experiment("prism_disable_sdf_split")
     if kafka is not None:
         options.view_as(StandardOptions).streaming = True
-    with beam.Pipeline(options=options) as pipeline:
+    with beam.Pipeline(runner=_local_runner(options) if kafka is None else None, options=options) as pipeline:
         build(pipeline, config, specs, inputs, resources, str(out), kafka, labels)
     metrics = read_jsonl(out / OUTPUT_FILES["metrics"])
     dead: dict[str, int] = {}

@@ -142,3 +142,13 @@ def test_output_lines_have_the_documented_fields(tmp_path):
     assert set(line["latency_ms"]) == {"p50", "p90", "p95", "p99", "max"}
     assert line["window_end"].endswith("Z") and line["window_start"].endswith("Z")
     assert summary.windows == len(summary.metrics)
+
+
+def test_a_bounded_replay_runs_in_process_unless_a_runner_is_chosen():
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+
+    from pipelines.monitor import _local_runner
+
+    assert isinstance(_local_runner(PipelineOptions([])), FnApiRunner)  # not Prism, which it would fetch first
+    assert _local_runner(PipelineOptions(["--runner=PrismRunner"])) is None
