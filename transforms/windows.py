@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -51,14 +52,22 @@ class _LatenessGateDoFn(beam.DoFn):
 
     It knows the watermark only from its own timer, which ticks once per slide; while
     that timer waits, it holds the step's output watermark, so the window stages
-    downstream (two slides more lateness) never drop what it passed. The timer stops
-    ``IDLE_SLIDES`` slides after the model's newest slice is past its lateness: a model
-    quiet for longer than that which then sends events older than the watermark is
-    let through with a stale watermark, and Beam drops those events.
+    downstream (two slides more lateness) never drop what it passed. The timer ticks on
+    while the watermark keeps pace with the clock (a live stream: a quiet model may
+    flush a backlog any time), and else for ``IDLE_SLIDES`` slides after the model's
+    newest slice is past its lateness. It cannot tick on for ever: at the end of a
+    stream the watermark jumps to infinity, and a timer that re-arms itself would fire
+    without end; there the watermark runs ahead of the clock and the timer stops. A
+    model quiet for longer than that in a stream replayed far behind the clock, which
+    then sends events older than the watermark, has them let through with a stale
+    watermark, and Beam drops them.
     """
 
     #: Slides the timer keeps ticking after the model's newest slice is past its lateness.
     IDLE_SLIDES = 60
+    #: How far behind the clock the watermark of a live stream may be, in slides
+    #: (besides the allowed lateness).
+    LIVE_SLIDES = 10
 
     KNOWN = ReadModifyWriteStateSpec("known_watermark_ms", VarIntCoder())
     LATEST = ReadModifyWriteStateSpec("latest_slice_end_ms", VarIntCoder())
@@ -105,7 +114,9 @@ class _LatenessGateDoFn(beam.DoFn):
         now = fired.micros // 1000
         known.write(now)
         following = now + self._slide
-        if following <= (latest.read() or now) + self._lateness + self._slide * (1 + self.IDLE_SLIDES):
+        clock = int(time.time() * 1000)
+        live = clock - self._lateness - self._slide * self.LIVE_SLIDES <= now <= clock
+        if live or following <= (latest.read() or now) + self._lateness + self._slide * (1 + self.IDLE_SLIDES):
             tick.set(Timestamp(micros=following * 1000))
             next_tick.write(following)
         else:
