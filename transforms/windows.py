@@ -2,9 +2,9 @@
 
 ::
 
-    (model, batch) ─ Gate ─ Slices: FixedWindows(slide) ─ CombineSlices ─ Windows: SlidingWindows(size, slide)
-                     │                (discarding)                        (accumulating)
-                     └─ too late ─> dead letters                    ─ MergeSlices ─ Extract ─> WindowMetrics dicts
+    (model, batch) ─ Heartbeats ─ Gate ─ Slices: FixedWindows(slide) ─ CombineSlices ─ Windows: SlidingWindows(size, slide)
+                                  │              (discarding)                          (accumulating)
+                                  └─ too late ─> dead letters                        ─ MergeSlices ─ Extract ─> WindowMetrics dicts
 
 * Each batch is folded into its slice's ``ModelAccumulator`` once; a window is the merge
   of its ``size / slide`` slice accumulators, so cost does not grow with size/slide.
@@ -14,7 +14,7 @@
   the whole window as a late pane, flagged ``late``.
 * In streaming, events beyond the allowed lateness are dead-lettered as ``too_late`` by
   the gate, a stateful step that learns the watermark from an event-time timer ticking
-  once per slide. The window stages allow two more slides of lateness than the gate,
+  once per slide (kept ticking for quiet models by heartbeats). The window stages allow two more slides of lateness than the gate,
   so what the gate lets through is never dropped downstream. A bounded replay has no
   late data (its watermark moves only at the end) and skips the gate.
 """
@@ -25,6 +25,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -47,23 +48,49 @@ __all__ = ["SliceCombineFn", "WindowCombineFn", "WindowMetrics"]
 Batch = EventBatch | ResourceBatch
 
 
+@dataclass(frozen=True)
+class _Heartbeat:
+    """Tells a model's gate that the stream has reached the slice at ``slice_start_ms``."""
+
+    slice_start_ms: int
+
+
+class _HeartbeatDoFn(beam.DoFn):
+    """Passes batches on; when one is of a slice newer than any seen here, sends every other
+    model a heartbeat of that slice, so that the gate of a quiet model keeps ticking."""
+
+    def __init__(self, models: Iterable[str]) -> None:
+        self._models = tuple(models)
+        self._newest = -(2**63)
+
+    def process(self, element: tuple[str, Batch]) -> Iterator[tuple[str, Batch | _Heartbeat]]:
+        yield element
+        model, batch = element
+        if batch.slice_start_ms > self._newest:
+            self._newest = batch.slice_start_ms
+            beat = _Heartbeat(batch.slice_start_ms)
+            for other in self._models:
+                if other != model:
+                    yield other, beat
+
+
 class _LatenessGateDoFn(beam.DoFn):
     """Passes batches within the allowed lateness; dead-letters the rest, record by record.
 
     It knows the watermark only from its own timer, which ticks once per slide; while
     that timer waits, it holds the step's output watermark, so the window stages
     downstream (two slides more lateness) never drop what it passed. The timer ticks on
-    while the watermark keeps pace with the clock (a live stream: a quiet model may
-    flush a backlog any time), and else for ``IDLE_SLIDES`` slides after the model's
-    newest slice is past its lateness. It cannot tick on for ever: at the end of a
-    stream the watermark jumps to infinity, and a timer that re-arms itself would fire
-    without end; there the watermark runs ahead of the clock and the timer stops. A
-    model quiet for longer than that in a stream replayed far behind the clock, which
-    then sends events older than the watermark, has them let through with a stale
-    watermark, and Beam drops them.
+    for ``IDLE_SLIDES`` slides after the newest slice the model has seen, its own or a
+    heartbeat's, so while the stream flows it ticks for a quiet model too. Past that, the
+    watermark has moved on without batches: at the end of a stream (it jumps to
+    infinity, and a timer that re-arms itself would fire without end), or when idle
+    partitions move it to the clock. So the timer then jumps to where the watermark of a
+    live stream is (within the lateness and ``LIVE_SLIDES`` slides of the clock), ticks
+    on there while the watermark keeps pace with the clock, and stops once it is ahead
+    of the clock (the end of a stream).
     """
 
-    #: Slides the timer keeps ticking after the model's newest slice is past its lateness.
+    #: Slides the timer keeps ticking after the newest slice seen is past its lateness.
     IDLE_SLIDES = 60
     #: How far behind the clock the watermark of a live stream may be, in slides
     #: (besides the allowed lateness).
@@ -79,7 +106,7 @@ class _LatenessGateDoFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, Batch],
+        element: tuple[str, Batch | _Heartbeat],
         known=beam.DoFn.StateParam(KNOWN),
         latest=beam.DoFn.StateParam(LATEST),
         next_tick=beam.DoFn.StateParam(NEXT),
@@ -88,6 +115,9 @@ class _LatenessGateDoFn(beam.DoFn):
         model, batch = element
         end = batch.slice_start_ms + self._slide
         watermark = known.read()
+        if isinstance(batch, _Heartbeat):
+            self._seen(end, latest, next_tick, tick)
+            return
         if watermark is not None and end + self._lateness <= watermark:
             detail = f"event time before {end}, past the allowed lateness at watermark {watermark} (epoch ms)"
             count_dead_letter("too_late", len(batch))
@@ -96,11 +126,15 @@ class _LatenessGateDoFn(beam.DoFn):
             return
         if watermark is not None and end <= watermark and isinstance(batch, EventBatch):
             count_late(model, len(batch))
+        self._seen(end, latest, next_tick, tick)
+        yield element
+
+    @staticmethod
+    def _seen(end: int, latest, next_tick, tick) -> None:
         latest.write(max(latest.read() or end, end))
         if next_tick.read() is None:
             tick.set(Timestamp(micros=end * 1000))
             next_tick.write(end)
-        yield element
 
     @on_timer(TICK)
     def on_tick(
@@ -115,12 +149,17 @@ class _LatenessGateDoFn(beam.DoFn):
         known.write(now)
         following = now + self._slide
         clock = int(time.time() * 1000)
-        live = clock - self._lateness - self._slide * self.LIVE_SLIDES <= now <= clock
-        if live or following <= (latest.read() or now) + self._lateness + self._slide * (1 + self.IDLE_SLIDES):
-            tick.set(Timestamp(micros=following * 1000))
-            next_tick.write(following)
+        live = clock - self._lateness - self._slide * self.LIVE_SLIDES
+        idle_until = (latest.read() or now) + self._lateness + self._slide * (1 + self.IDLE_SLIDES)
+        if live <= now <= clock or following <= idle_until:
+            upcoming = following
+        elif now < live:
+            upcoming = max(following, live - live % self._slide)
         else:
             next_tick.clear()
+            return
+        tick.set(Timestamp(micros=upcoming * 1000))
+        next_tick.write(upcoming)
 
 
 def _json(record: Mapping[str, Any]) -> str:
@@ -241,8 +280,10 @@ class WindowMetrics(beam.PTransform):
         w = self._windows
         lateness = Duration(micros=(w.lateness_ms + 2 * w.slide_ms) * 1000)
         if self._streaming:
-            gated = batches | "Gate" >> beam.ParDo(_LatenessGateDoFn(w.slide_ms, w.lateness_ms)).with_outputs(
-                DEAD, main="batches"
+            gated = (
+                batches
+                | "Heartbeats" >> beam.ParDo(_HeartbeatDoFn(self._specs))
+                | "Gate" >> beam.ParDo(_LatenessGateDoFn(w.slide_ms, w.lateness_ms)).with_outputs(DEAD, main="batches")
             )
             batches, too_late = gated.batches, gated[DEAD]
         else:

@@ -121,13 +121,35 @@ def test_a_live_stream_dead_letters_old_events_of_a_model_quiet_for_any_time(tmp
     assert [d["reason"] for d in dead] == ["too_late"] * 3
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: replayed far behind the clock, the gate's timer stops IDLE_SLIDES "
-                                       "slides after a model's lateness")
-def test_old_events_of_a_model_quiet_for_longer_than_the_gate_ticks_are_lost(tmp_path):
-    """The timer's last tick is at 60 s + 120 s + 61 slides = 3,840 s. Events of second 3,840
-    (slice end 3,900 s) pass the gate (3,900 s + 120 s of lateness is later than what it
-    knows) at a watermark of 4,500 s, past the lateness of their slice and windows (4,140
-    and 4,200 s): Beam drops them, no dead letter."""
+def test_a_replay_far_behind_the_clock_dead_letters_old_events_of_a_model_quiet_for_any_time(tmp_path):
+    """Without heartbeats, m's timer would stop ticking at 60 s + 120 s + 61 slides = 3,840 s;
+    the events of second 3,840 (slice end 3,900 s) would pass the gate at a watermark of
+    4,500 s, past the lateness of their slice and windows (4,140 and 4,200 s), and Beam
+    would drop them. n's batches send m heartbeats, so m's gate knows the watermark."""
     panes, dead = run_idle_model_flush(tmp_path, idle_minutes=_LatenessGateDoFn.IDLE_SLIDES + 15,
                                        flushed_s=60 * (_LatenessGateDoFn.IDLE_SLIDES + 4))
-    assert len(dead) == 3 or sum(count for *_, count in panes) > 40
+    assert [count for *_, count in panes] == [20, 20]
+    assert [d["reason"] for d in dead] == ["too_late"] * 3
+
+
+def test_a_watermark_moved_to_the_clock_without_batches_is_known_to_the_gate(tmp_path):
+    """The watermark moves from a replay's end (T0 + 60 s) to the clock with no batch at all,
+    as idle partitions move it: no heartbeat, so m's timer ticks its IDLE_SLIDES slides,
+    then jumps to the clock and ticks there. m's events of second 3,840 come after that
+    and are dead-lettered; m's windows keep their 20 events each."""
+    profile = ReferenceProfile.build({"x": np.arange(100.0) % 5})
+    decoder = EventDecoder({"m": ModelSchema.from_profile(profile, "regression")}, WINDOWS.slide_ms)
+    flushed_s = 60 * (_LatenessGateDoFn.IDLE_SLIDES + 4)
+    stream = (
+        BeamTestStream()
+        .advance_watermark_to(T0 / 1000)
+        .add_elements(batches(decoder, range(0, 60, 3)))
+        .advance_watermark_to(T0 / 1000 + 60)
+        .advance_watermark_to(int(time.time()) - 5)
+        .add_elements(batches(decoder, [flushed_s, flushed_s + 1, flushed_s + 2]))
+        .advance_watermark_to_infinity()
+    )
+    panes, dead = run_windows(tmp_path, {"m": ModelSpec("m", profile)}, stream)
+    assert sorted((p["window_start"], p["count"]) for p in panes) == [
+        ("2025-12-31T23:59:00Z", 20), ("2026-01-01T00:00:00Z", 20)]
+    assert [d["reason"] for d in dead] == ["too_late"] * 3
