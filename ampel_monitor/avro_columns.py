@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 __all__ = ["ABSENT", "DOUBLE", "NULL", "STRING", "Columns", "LabelColumns", "Layout", "decode", "decode_labels",
-           "strings"]
+           "load_kernels", "strings"]
 
 #: Kinds of a map value or union, per record and name.
 ABSENT, NULL, DOUBLE, STRING = 0, 1, 2, 3
@@ -77,6 +77,14 @@ class _Records:
         """The indices of the ``blocks`` whose bytes did not decode as their records."""
         block_of = np.repeat(np.arange(len(blocks)), blocks[:, 2]) if len(blocks) else np.zeros(0, dtype=np.int64)
         return np.unique(block_of[~self.ok])
+
+
+def load_kernels() -> None:
+    """Loads the compiled decoders (from numba's cache, or compiles them), about 0.3 s in a
+    new process: a reader calls it at set-up, not in its first bundle."""
+    byte, block = np.frombuffer(b"\x00", dtype=np.uint8), np.array([[0, 1, 1]], dtype=np.int64)  # as readers pass them
+    decode(byte, block, Layout((), ()))
+    decode_labels(byte, block)
 
 
 def _count(blocks: np.ndarray) -> int:

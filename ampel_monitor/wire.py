@@ -172,47 +172,50 @@ class WireFormat:
         return record
 
 
-def decode_predictions(wire: WireFormat, decoder: EventDecoder, messages: Sequence[tuple[str, bytes | None]]
-                       ) -> tuple[list[EventBatch], list[DeadLetter]]:
-    """Batches and dead letters of prediction messages ``(source, value)``.
+def decode_predictions(wire: WireFormat, decoder: EventDecoder, values: Sequence[bytes | None],
+                       source: Callable[[int], str]) -> tuple[list[EventBatch], list[DeadLetter]]:
+    """Batches and dead letters of prediction messages; ``source(i)`` names message ``i``
+    (asked only for the messages that need it).
 
     Avro messages of the current schema are decoded in bulk (``EventDecoder.decode_avro``);
     every other message (JSON, another schema id, bytes that do not decode) one by one,
     with the same result as decoding them all one by one.
     """
-    return _decode_messages(wire, messages, lambda data, blocks, record: decoder.decode_avro(
+    return _decode_messages(wire, values, source, lambda data, blocks, record: decoder.decode_avro(
         data, blocks, lambda k, start, end: record(k)), decoder.decode_records)
 
 
-def decode_label_messages(wire: WireFormat, models: Iterable[str], messages: Sequence[tuple[str, bytes | None]]
-                          ) -> tuple[list[LabelBatch], list[DeadLetter]]:
-    """Label batches and dead letters of label messages ``(source, value)``, as
-    ``decode_predictions`` (``labels.decode_label_avro`` in bulk)."""
+def decode_label_messages(wire: WireFormat, models: Iterable[str], values: Sequence[bytes | None],
+                          source: Callable[[int], str]) -> tuple[list[LabelBatch], list[DeadLetter]]:
+    """Label batches and dead letters of label messages, as ``decode_predictions``
+    (``labels.decode_label_avro`` in bulk)."""
     models = tuple(models)
 
     def bulk(data: bytes, blocks: np.ndarray, record: Callable[[int], tuple[str, Any, Any]], sources: list[str]) -> Any:
         return decode_label_avro(data, blocks, models, sources, record)
 
-    return _decode_messages(wire, messages, bulk, lambda records: decode_labels(records, models), with_sources=True)
+    return _decode_messages(wire, values, source, bulk, lambda records: decode_labels(records, models),
+                            with_sources=True)
 
 
-def _decode_messages(wire: WireFormat, messages: Sequence[tuple[str, bytes | None]], bulk: Callable[..., Any],
+def _decode_messages(wire: WireFormat, values: Sequence[bytes | None], source: Callable[[int], str],
+                     bulk: Callable[..., Any],
                      one_by_one: Callable[[Iterable[tuple[str, Any, Any]]], tuple[list, list[DeadLetter]]],
                      with_sources: bool = False) -> tuple[list, list[DeadLetter]]:
     prefix = wire.bulk_prefix
-    chosen = [] if prefix is None else [i for i, (_, v) in enumerate(messages) if v is not None and v.startswith(prefix)]
+    chosen = [] if prefix is None else [i for i, v in enumerate(values) if v is not None and v.startswith(prefix)]
     batches: list = []
     dead: list[DeadLetter] = []
-    rest = sorted(set(range(len(messages))) - set(chosen))
+    rest = [] if len(chosen) == len(values) else sorted(set(range(len(values))).difference(chosen))
     if chosen:
-        values = [messages[i][1] for i in chosen]
-        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        picked = values if not rest else [values[i] for i in chosen]
+        lengths = np.fromiter(map(len, picked), dtype=np.int64, count=len(picked))
         ends = np.cumsum(lengths)
         blocks = np.stack([ends - lengths + len(prefix), ends, np.ones_like(ends)], axis=1)
-        args = (b"".join(values), blocks, lambda k: wire.record(*messages[chosen[k]]))
-        batches, dead, failed = bulk(*args, [messages[i][0] for i in chosen]) if with_sources else bulk(*args)
+        args = (b"".join(picked), blocks, lambda k: wire.record(source(chosen[k]), values[chosen[k]]))
+        batches, dead, failed = bulk(*args, [source(i) for i in chosen]) if with_sources else bulk(*args)
         rest += [chosen[k] for k in failed.tolist()]
     if rest:
-        more, rejected = one_by_one(wire.record(*messages[i]) for i in rest)
+        more, rejected = one_by_one(wire.record(source(i), values[i]) for i in rest)
         batches, dead = batches + more, dead + rejected
     return batches, dead

@@ -10,7 +10,7 @@ The source (``ReadFromKafka``)::
   ``[start, stop)`` (``stop`` is unbounded unless ``stop_at_end``). The DoFn claims
   each offset it emits, so a restart resumes exactly after the last checkpoint.
 * Each call polls messages in bulk for up to about a second, decodes them together
-  into the pipeline's batches, then checkpoints (``defer_remainder``) so the runner can
+  (up to 50,000 at a time) into the pipeline's batches, then checkpoints (``defer_remainder``) so the runner can
   commit progress and move the watermark.
 * The watermark of a partition trails the largest event time read from it by
   ``watermark_skew``; a partition idle for ``idle_timeout``, and read to the end the
@@ -51,6 +51,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from ampel_monitor import avro_columns
 from ampel_monitor.config import KafkaConfig
 from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources
 from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat, decode_label_messages, decode_predictions
@@ -63,6 +64,8 @@ _LOG = logging.getLogger(__name__)
 _UNBOUNDED = sys.maxsize
 _BUNDLE_SECONDS = 1.0
 _POLL_SECONDS = 0.2
+#: Claimed messages decoded together (at most; a call's last ones may be fewer).
+_DECODE_MESSAGES = 50_000
 
 @dataclass(frozen=True)
 class KafkaPartition:
@@ -83,6 +86,11 @@ def _consumer(kafka: KafkaConfig) -> Consumer:
         "enable.auto.commit": False,
         "enable.partition.eof": False,
         "auto.offset.reset": "earliest",
+        # librdkafka pauses a partition's fetching for fetch.queue.backoff.ms (1 s) once
+        # its queue holds queued.min.messages, and the broker holds a fetch at the end of
+        # a partition for fetch.wait.max.ms (500 ms): reading a backlog, both halve the rate
+        "fetch.queue.backoff.ms": 10,
+        "fetch.wait.max.ms": 100,
         **kafka.client_config(),
     })
 
@@ -222,6 +230,7 @@ class _ReadPartitionDoFn(beam.DoFn):
         self._consumers: dict[tuple[str, int], tuple[Consumer, int]] = {}
         self._last_message: dict[tuple[str, int], float] = {}
         self._decoder = EventDecoder(self._schemas, self._slide_ms)
+        avro_columns.load_kernels()
         self._wire = {kind: WireFormat(self._kafka.format, schema, self._kafka.confluent, schema_id,
                                        self._kafka.schema_ids)
                       for kind, (schema, schema_id) in TOPIC_SCHEMAS.items()}
@@ -262,7 +271,7 @@ class _ReadPartitionDoFn(beam.DoFn):
         _WATERMARKS.report(self._step, key, current.micros // 1000 if current is not None else 0, element.siblings)
         consumer = self._consumer_at(element, next_offset)
         deadline = time.monotonic() + _BUNDLE_SECONDS
-        skew_ms = int(self._kafka.watermark_skew * 1000)
+        pending: list = []  # claimed, not yet decoded: decoded together, into fewer and larger batches
         while time.monotonic() < deadline:
             messages = consumer.consume(self._kafka.max_poll_records, timeout=_POLL_SECONDS)
             claimed, ended = [], False
@@ -287,26 +296,43 @@ class _ReadPartitionDoFn(beam.DoFn):
                 if not ended:
                     self._consumers[key] = (consumer, next_offset)
                 self._last_message[key] = time.monotonic()
-                newest = yield from self._emit(element, claimed)
-                if newest is not None:
-                    self._advance(watermark, key, newest - skew_ms)
-                consumer.commit(offsets=[TopicPartition(element.topic, element.partition, next_offset)],
-                                asynchronous=True)
+                pending += claimed
+                if len(pending) >= _DECODE_MESSAGES:
+                    yield from self._flush(element, pending, watermark, consumer)
+                    pending = []
             if next_offset >= restriction.stop:
+                yield from self._flush(element, pending, watermark, consumer)
                 _WATERMARKS.done(self._step, key)
                 return
             if ended:  # the runner split off the rest: it is read on, in another call
+                yield from self._flush(element, pending, watermark, consumer)
                 return
             if not messages:
+                yield from self._flush(element, pending, watermark, consumer)
+                pending = []
                 idle = time.monotonic() - self._last_message.setdefault(key, time.monotonic())
                 if idle >= self._kafka.idle_timeout and _caught_up(consumer, element, next_offset):
-                    self._advance(watermark, key, int(time.time() * 1000) - skew_ms)
+                    self._advance(watermark, key, int(time.time() * 1000) - int(self._kafka.watermark_skew * 1000))
                     if self._stop_when_idle is not None and idle >= self._stop_when_idle:
                         tracker.try_claim(restriction.stop)  # nothing more to read: this partition is done
                         _WATERMARKS.done(self._step, key)
                         return
                 break
+        yield from self._flush(element, pending, watermark, consumer)
         tracker.defer_remainder(Duration(seconds=0 if next_offset > restriction.start else _POLL_SECONDS))
+
+    def _flush(self, element: KafkaPartition, claimed: list, watermark: ManualWatermarkEstimator,
+               consumer: Consumer) -> Iterator[Any]:
+        """Emits the claimed messages' batches and dead letters, then moves the watermark on
+        and commits their offsets to the group."""
+        if not claimed:
+            return
+        newest = yield from self._emit(element, claimed)
+        if newest is not None:
+            self._advance(watermark, (element.topic, element.partition),
+                          newest - int(self._kafka.watermark_skew * 1000))
+        consumer.commit(offsets=[TopicPartition(element.topic, element.partition, claimed[-1].offset() + 1)],
+                        asynchronous=True)
 
     def _advance(self, watermark: ManualWatermarkEstimator, partition: tuple[str, int], epoch_ms: int) -> None:
         """Moves the partition's estimate to ``epoch_ms``; its watermark to the step's slowest."""
@@ -318,13 +344,18 @@ class _ReadPartitionDoFn(beam.DoFn):
     def _emit(self, element: KafkaPartition, messages: list) -> Iterator[Any]:
         """Decodes messages into batches and dead letters; returns the newest event time (ms)."""
         wire = self._wire[element.kind]
-        values = [(f"{element.topic}/{element.partition}@{m.offset()}", m.value()) for m in messages]
+        values = [m.value() for m in messages]
+
+        def source(i: int) -> str:
+            return f"{element.topic}/{element.partition}@{messages[i].offset()}"
+
         if element.kind == "predictions":
-            batches, dead = decode_predictions(wire, self._decoder, values)
+            batches, dead = decode_predictions(wire, self._decoder, values, source)
         elif element.kind == "labels":
-            batches, dead = decode_label_messages(wire, self._schemas, values)
+            batches, dead = decode_label_messages(wire, self._schemas, values, source)
         else:
-            batches, dead = decode_resources((wire.record(*v) for v in values), tuple(self._schemas), self._slide_ms)
+            records = (wire.record(source(i), v) for i, v in enumerate(values))
+            batches, dead = decode_resources(records, tuple(self._schemas), self._slide_ms)
         newest = None
         for batch in batches:
             if element.kind == "predictions":

@@ -17,6 +17,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
+from ampel_monitor import avro_columns
 from ampel_monitor.events import EventBatch, EventDecoder, ModelSchema, decode_event_file, decode_resources, iter_records
 from ampel_monitor.labels import decode_labels
 from transforms.coders import EventBatchCoder  # noqa: F401 (registers the coder of EventBatch)
@@ -40,6 +41,7 @@ class _ReadEventsDoFn(beam.DoFn):
 
     def setup(self) -> None:
         self._decoder = EventDecoder(self._schemas, self._slide_ms)
+        avro_columns.load_kernels()
 
     def process(self, path: str) -> Iterator[Any]:
         for batches, dead in decode_event_file(self._decoder, path, self._chunk_size):

@@ -94,7 +94,7 @@ def test_prediction_messages_decode_in_bulk_as_one_by_one(tmp_path, kind, conflu
     messages += [None, b"\x07garbage"]
     sources = [(f"t/0@{i}", m) for i, m in enumerate(messages)]
     schema = {"m": ModelSchema(numeric=("x",), categorical=("c",), numeric_prediction=False)}
-    batches, dead = decode_predictions(wire, EventDecoder(schema, 60_000), sources)
+    batches, dead = decode_predictions(wire, EventDecoder(schema, 60_000), messages, lambda i: f"t/0@{i}")
     expected, expected_dead = EventDecoder(schema, 60_000).decode_records(wire.record(*s) for s in sources)
 
     def rows(found):
@@ -121,7 +121,7 @@ def test_label_messages_decode_in_bulk_as_one_by_one(confluent):
     messages[3] = messages[3][:-2]  # cut short
     messages += [b"\x00\x01", None]
     sources = [(f"l/0@{i}", m) for i, m in enumerate(messages)]
-    batches, dead = decode_label_messages(wire, ["m"], sources)
+    batches, dead = decode_label_messages(wire, ["m"], messages, lambda i: f"l/0@{i}")
     expected, expected_dead = decode_labels((wire.record(*s) for s in sources), ["m"])
 
     def rows(found):
