@@ -14,8 +14,9 @@
   the whole window as a late pane, flagged ``late``.
 * In streaming, events beyond the allowed lateness are dead-lettered as ``too_late`` by
   the gate, a stateful step that learns the watermark from an event-time timer ticking
-  once per slide (kept ticking for quiet models by heartbeats). The window stages allow two more slides of lateness than the gate,
-  so what the gate lets through is never dropped downstream. A bounded replay has no
+  once per slide (kept ticking for quiet models by heartbeats). The window stages allow
+  two more slides of lateness than the gate, so what the gate lets through is never
+  dropped downstream. A bounded replay has no
   late data (its watermark moves only at the end) and skips the gate.
 """
 
@@ -149,12 +150,12 @@ class _LatenessGateDoFn(beam.DoFn):
         known.write(now)
         following = now + self._slide
         clock = int(time.time() * 1000)
-        live = clock - self._lateness - self._slide * self.LIVE_SLIDES
+        live_from = clock - self._lateness - self._slide * self.LIVE_SLIDES
         idle_until = (latest.read() or now) + self._lateness + self._slide * (1 + self.IDLE_SLIDES)
-        if live <= now <= clock or following <= idle_until:
+        if live_from <= now <= clock or following <= idle_until:
             upcoming = following
-        elif now < live:
-            upcoming = max(following, live - live % self._slide)
+        elif now < live_from:
+            upcoming = max(following, live_from - live_from % self._slide)
         else:
             next_tick.clear()
             return
