@@ -225,6 +225,7 @@ class _ReadPartitionDoFn(beam.DoFn):
                  stop_when_idle: float | None, step: str) -> None:
         self._kafka, self._schemas, self._slide_ms = kafka, dict(schemas), slide_ms
         self._stop_when_idle, self._step = stop_when_idle, step
+        self._skew_ms = int(kafka.watermark_skew * 1000)
 
     def setup(self) -> None:
         self._consumers: dict[tuple[str, int], tuple[Consumer, int]] = {}
@@ -312,7 +313,7 @@ class _ReadPartitionDoFn(beam.DoFn):
                 pending = []
                 idle = time.monotonic() - self._last_message.setdefault(key, time.monotonic())
                 if idle >= self._kafka.idle_timeout and _caught_up(consumer, element, next_offset):
-                    self._advance(watermark, key, int(time.time() * 1000) - int(self._kafka.watermark_skew * 1000))
+                    self._advance(watermark, key, int(time.time() * 1000) - self._skew_ms)
                     if self._stop_when_idle is not None and idle >= self._stop_when_idle:
                         tracker.try_claim(restriction.stop)  # nothing more to read: this partition is done
                         _WATERMARKS.done(self._step, key)
@@ -329,8 +330,7 @@ class _ReadPartitionDoFn(beam.DoFn):
             return
         newest = yield from self._emit(element, claimed)
         if newest is not None:
-            self._advance(watermark, (element.topic, element.partition),
-                          newest - int(self._kafka.watermark_skew * 1000))
+            self._advance(watermark, (element.topic, element.partition), newest - self._skew_ms)
         consumer.commit(offsets=[TopicPartition(element.topic, element.partition, claimed[-1].offset() + 1)],
                         asynchronous=True)
 

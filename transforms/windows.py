@@ -115,10 +115,10 @@ class _LatenessGateDoFn(beam.DoFn):
     ) -> Iterator[Any]:
         model, batch = element
         end = batch.slice_start_ms + self._slide
-        watermark = known.read()
         if isinstance(batch, _Heartbeat):
             self._seen(end, latest, next_tick, tick)
             return
+        watermark = known.read()
         if watermark is not None and end + self._lateness <= watermark:
             detail = f"event time before {end}, past the allowed lateness at watermark {watermark} (epoch ms)"
             count_dead_letter("too_late", len(batch))
