@@ -34,7 +34,39 @@ import numpy as np
 from ampel_monitor import avro_columns
 from ampel_monitor.events import DeadLetter, EventBatch, _Reject, _text, _timestamp, checked_records
 
-__all__ = ["LabelBatch", "LabelledBatch", "PendingJoin", "decode_label_avro", "decode_labels", "shard_of"]
+__all__ = ["LabelBatch", "LabelledBatch", "Offsets", "PendingJoin", "decode_label_avro", "decode_labels", "shard_of"]
+
+
+@dataclass(frozen=True, eq=False)
+class Offsets(Sequence[str]):
+    """The names of messages of one partition, ``prefix`` followed by each message's
+    offset (``"labels/0@"`` and 1234), formatted only when one is asked for: a label
+    needs its name only for a dead letter.
+    """
+
+    prefix: str
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.offsets.size)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return Offsets(self.prefix, self.offsets[i])
+        return f"{self.prefix}{self.offsets[i]}"
+
+    def take(self, keep: np.ndarray) -> Offsets:
+        return Offsets(self.prefix, self.offsets[keep])
+
+
+def _take(sources: Sequence[str], keep: np.ndarray) -> Sequence[str]:
+    """The names of the rows selected by ``keep`` (a boolean mask or indices)."""
+    if isinstance(sources, Offsets):
+        return sources.take(keep)
+    if not sources:
+        return ()
+    rows = np.arange(len(sources))[keep].tolist()
+    return tuple(sources[i] for i in rows)
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,10 +79,17 @@ class LabelBatch:
     labels: np.ndarray
     #: When each label became known, epoch milliseconds.
     timestamps: np.ndarray
-    sources: tuple[str, ...] = ()
+    #: Where each label was read (``Offsets`` for Kafka messages), for its dead letters;
+    #: empty when not known.
+    sources: Sequence[str] = ()
 
     def __len__(self) -> int:
         return int(self.event_ids.size)
+
+    def take(self, keep: np.ndarray) -> LabelBatch:
+        """The labels selected by ``keep`` (a boolean mask or indices)."""
+        return LabelBatch(self.model, self.event_ids[keep], self.labels[keep], self.timestamps[keep],
+                          _take(self.sources, keep))
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,8 +169,7 @@ def decode_label_avro(data: bytes, blocks: np.ndarray, models: Iterable[str], so
             labels = texts[rows]
             floats = np.flatnonzero(numbers[rows])
             labels[floats] = columns.label[rows[floats]].tolist()
-            batches.append(LabelBatch(model, event_ids[rows], labels, columns.timestamp[rows],
-                                      tuple(sources[i] for i in rows.tolist())))
+            batches.append(LabelBatch(model, event_ids[rows], labels, columns.timestamp[rows], _take(sources, rows)))
     slow |= fast  # unknown models
     more, dead = decode_labels((record(int(i)) for i in np.flatnonzero(slow)), models)
     return batches + more, dead, failed
@@ -290,9 +328,13 @@ class PendingJoin:
         (whose watermark moves only at its end) joins exactly as a live stream does.
         """
         n = len(batch)
-        sources = np.empty(n, dtype=object)
-        sources[:] = batch.sources or ""
-        columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "label": batch.labels, "source": sources}
+        if isinstance(batch.sources, Offsets):  # the names are formatted for dead letters only
+            origin, offset = np.full(n, batch.sources.prefix, dtype=object), batch.sources.offsets
+        else:
+            origin, offset = np.empty(n, dtype=object), np.full(n, -1, dtype=np.int64)
+            origin[:] = batch.sources or ""
+        columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "label": batch.labels, "origin": origin,
+                   "offset": offset}
         return self._arrive(batch.model, batch.event_ids, columns, self._labels, self._predictions)
 
     def _arrive(self, model: str, event_ids: np.ndarray, columns: dict[str, np.ndarray], side: _Waiting,
@@ -320,8 +362,8 @@ class PendingJoin:
             value, ts = labels["label"][i], int(labels["ts"][i])
             record = json.dumps({"event_id": ids[i], "model_id": model, "label": value, "timestamp": ts})
             dead.append(DeadLetter("label_too_late", f"label {ts - int(predictions['ts'][i])} ms after its prediction "
-                                   f"(labels.max_delay is {self.max_delay_ms} ms)", labels["source"][i] or f"labels of {model}",
-                                   record))
+                                   f"(labels.max_delay is {self.max_delay_ms} ms)",
+                                   _source(labels["origin"][i], labels["offset"][i], model), record))
         if late.any():
             predictions = {name: column[~late] for name, column in predictions.items()}
             labels = {name: column[~late] for name, column in labels.items()}
@@ -337,12 +379,12 @@ class PendingJoin:
             return expired, []
         labels = self._labels.take(stale)
         dead = []
-        for key, label, ts, source in zip(self._labels.remove(stale), labels["label"].tolist(), labels["ts"].tolist(),
-                                          labels["source"].tolist()):
+        for key, label, ts, origin, offset in zip(self._labels.remove(stale), labels["label"].tolist(),
+                                                  labels["ts"].tolist(), labels["origin"].tolist(), labels["offset"].tolist()):
             record = json.dumps({"event_id": key, "model_id": model, "label": label, "timestamp": ts})
             dead.append(DeadLetter("label_without_prediction",
                                    f"no prediction {key!r} of model {model!r} waiting (never seen, or expired)",
-                                   source or f"labels of {model}", record))
+                                   _source(origin, offset, model), record))
         return expired, dead
 
     def next_deadline(self) -> int | None:
@@ -381,6 +423,13 @@ class PendingJoin:
                     attributes={name: predictions[f"a{j}"][rows] for j, name in enumerate(self.sensitive)},
                 ))
         return out
+
+
+def _source(origin: str, offset: int, model: str) -> str:
+    """A label's name: its origin and offset (``Offsets``), its origin alone (offset -1)."""
+    if offset >= 0:
+        return f"{origin}{offset}"
+    return origin or f"labels of {model}"
 
 
 def _meet(waiting: _Waiting, event_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 
 from ampel_monitor.events import DeadLetter, EventBatch, EventDecoder
-from ampel_monitor.labels import LabelBatch, decode_label_avro, decode_labels
+from ampel_monitor.labels import LabelBatch, Offsets, decode_label_avro, decode_labels
 from schemas import load_schema
 
 __all__ = ["FORMATS", "TOPIC_SCHEMAS", "WireFormat", "decode_label_messages", "decode_predictions"]
@@ -186,22 +186,24 @@ def decode_predictions(wire: WireFormat, decoder: EventDecoder, values: Sequence
 
 
 def decode_label_messages(wire: WireFormat, models: Iterable[str], values: Sequence[bytes | None],
-                          source: Callable[[int], str]) -> tuple[list[LabelBatch], list[DeadLetter]]:
+                          sources: Sequence[str]) -> tuple[list[LabelBatch], list[DeadLetter]]:
     """Label batches and dead letters of label messages, as ``decode_predictions``
-    (``labels.decode_label_avro`` in bulk)."""
+    (``labels.decode_label_avro`` in bulk); ``sources`` names each message (``Offsets``
+    formats a name only where a label needs it)."""
     models = tuple(models)
 
-    def bulk(data: bytes, blocks: np.ndarray, record: Callable[[int], tuple[str, Any, Any]], sources: list[str]) -> Any:
-        return decode_label_avro(data, blocks, models, sources, record)
+    def bulk(data: bytes, blocks: np.ndarray, record: Callable[[int], tuple[str, Any, Any]], chosen: list[int]) -> Any:
+        names = sources.take(chosen) if isinstance(sources, Offsets) else [sources[i] for i in chosen]
+        return decode_label_avro(data, blocks, models, names, record)
 
-    return _decode_messages(wire, values, source, bulk, lambda records: decode_labels(records, models),
-                            with_sources=True)
+    return _decode_messages(wire, values, sources.__getitem__, bulk, lambda records: decode_labels(records, models),
+                            with_chosen=True)
 
 
 def _decode_messages(wire: WireFormat, values: Sequence[bytes | None], source: Callable[[int], str],
                      bulk: Callable[..., Any],
                      one_by_one: Callable[[Iterable[tuple[str, Any, Any]]], tuple[list, list[DeadLetter]]],
-                     with_sources: bool = False) -> tuple[list, list[DeadLetter]]:
+                     with_chosen: bool = False) -> tuple[list, list[DeadLetter]]:
     prefix = wire.bulk_prefix
     chosen = [] if prefix is None else [i for i, v in enumerate(values) if v is not None and v.startswith(prefix)]
     batches: list = []
@@ -213,7 +215,7 @@ def _decode_messages(wire: WireFormat, values: Sequence[bytes | None], source: C
         ends = np.cumsum(lengths)
         blocks = np.stack([ends - lengths + len(prefix), ends, np.ones_like(ends)], axis=1)
         args = (b"".join(picked), blocks, lambda k: wire.record(source(chosen[k]), values[chosen[k]]))
-        batches, dead, failed = bulk(*args, [source(i) for i in chosen]) if with_sources else bulk(*args)
+        batches, dead, failed = bulk(*args, chosen) if with_chosen else bulk(*args)
         rest += [chosen[k] for k in failed.tolist()]
     if rest:
         more, rejected = one_by_one(wire.record(source(i), values[i]) for i in rest)

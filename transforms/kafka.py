@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 from apache_beam import pvalue
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
@@ -54,6 +55,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from ampel_monitor import avro_columns
 from ampel_monitor.config import KafkaConfig
 from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources
+from ampel_monitor.labels import Offsets
 from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat, decode_label_messages, decode_predictions
 from transforms.counters import count_dead_letter, count_events
 from transforms.read import DEAD
@@ -352,7 +354,9 @@ class _ReadPartitionDoFn(beam.DoFn):
         if element.kind == "predictions":
             batches, dead = decode_predictions(wire, self._decoder, values, source)
         elif element.kind == "labels":
-            batches, dead = decode_label_messages(wire, self._schemas, values, source)
+            offsets = np.fromiter((m.offset() for m in messages), dtype=np.int64, count=len(messages))
+            names = Offsets(f"{element.topic}/{element.partition}@", offsets)
+            batches, dead = decode_label_messages(wire, self._schemas, values, names)
         else:
             records = (wire.record(source(i), v) for i, v in enumerate(values))
             batches, dead = decode_resources(records, tuple(self._schemas), self._slide_ms)

@@ -63,10 +63,7 @@ def _shard_labels(element: tuple[str, LabelBatch], shards: int) -> Iterator[tupl
     of = np.fromiter((shard_of(e, shards) for e in batch.event_ids.tolist()), dtype=np.int64, count=len(batch))
     out = []
     for shard in np.unique(of):
-        m = of == shard
-        sources = tuple(s for s, keep in zip(batch.sources, m) if keep) if batch.sources else ()
-        out.append(((model, int(shard)), ("l", LabelBatch(model, batch.event_ids[m], batch.labels[m],
-                                                         batch.timestamps[m], sources))))
+        out.append(((model, int(shard)), ("l", batch.take(of == shard))))
     return iter(out)
 
 

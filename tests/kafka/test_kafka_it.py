@@ -193,7 +193,8 @@ def test_live_stream_windows_are_progressive_and_survive_a_broker_restart(tmp_pa
 def test_prism_joins_labels_from_kafka_and_loses_no_prediction(tmp_path, broker, prism_args):
     """Labels (30 minutes after their predictions in event time) read from their topic beside
     the predictions: no prediction comes too late, every window counts each event once, and
-    every window's labelled count and accuracy equal the offline join."""
+    every window's labelled count and accuracy equal the offline join. Labels of no
+    prediction are dead letters named by their message (topic/partition@offset)."""
     import subprocess
     import sys
 
@@ -215,14 +216,20 @@ def test_prism_joins_labels_from_kafka_and_loses_no_prediction(tmp_path, broker,
     config = kafka_config(tmp_path, topics, {"size": "2m", "slide": "1m", "allowed_lateness": "1m"})
     labels_wire = WireFormat("avro", "LabelEvent")
     broker.produce(topics["predictions"], [(e["model_id"], AVRO.encode(e)) for e in events])
-    broker.produce(topics["labels"], [(l["model_id"], labels_wire.encode(l)) for l in labels])
+    orphans = [{"event_id": f"orphan-{i}", "model_id": events[0]["model_id"], "timestamp": base + 30 * MINUTE,
+                "label": events[0]["prediction"]} for i in range(3)]
+    broker.produce(topics["labels"], [(l["model_id"], labels_wire.encode(l)) for l in labels + orphans])
 
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "ampel_monitor.cli", "run", "--config", str(config), "--out",
                              str(out), "--stop-at-end", *prism_args], capture_output=True, text=True, cwd=ROOT,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert lines(out / "dead_letters.jsonl") == []
+    where = {labels_wire.decode(m.value())["event_id"]: f"{m.topic()}/{m.partition()}@{m.offset()}"
+             for m in broker.consume_all(topics["labels"]) if b"orphan-" in m.value()}
+    dead = lines(out / "dead_letters.jsonl")
+    assert sorted((d["reason"], json.loads(d["record"])["event_id"], d["source"]) for d in dead) == [
+        ("label_without_prediction", f"orphan-{i}", where[f"orphan-{i}"]) for i in range(3)]
     final = latest_panes(lines(out / "metrics.jsonl"))
     expected = Counter()
     for e in events:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ampel_monitor.events import EventBatch
-from ampel_monitor.labels import LabelBatch, PendingJoin, decode_labels
+from ampel_monitor.labels import LabelBatch, Offsets, PendingJoin, decode_labels
 
 MINUTE = 60_000
 
@@ -21,9 +22,9 @@ def predictions(ids, ts, version="v1", prediction=None):
                       {"sex": np.array(["f", "m"] * (n // 2) + ["f"] * (n % 2), dtype=object)})
 
 
-def labels(ids, ts, values=None):
+def labels(ids, ts, values=None, sources=()):
     return LabelBatch("m", np.array(ids, dtype=object), np.array(values or ["yes"] * len(ids), dtype=object),
-                      np.array(ts, dtype=np.int64))
+                      np.array(ts, dtype=np.int64), sources)
 
 
 def test_labels_meet_their_predictions_in_either_order_and_pairs_keep_the_prediction_time():
@@ -42,15 +43,28 @@ def test_labels_meet_their_predictions_in_either_order_and_pairs_keep_the_predic
 def test_waiting_expires_predictions_and_dead_letters_lonely_labels():
     join = PendingJoin(max_delay_ms=10 * MINUTE, grace_ms=2 * MINUTE, slide_ms=MINUTE)
     join.add_predictions(predictions(["a", "b"], [0, 5 * MINUTE]))
-    join.add_labels(labels(["x"], [MINUTE]))
+    join.add_labels(labels(["x", "y"], [MINUTE, MINUTE]))
+    join.add_labels(labels(["w"], [MINUTE], sources=Offsets("labels/1@", np.array([41]))))
+    join = pickle.loads(pickle.dumps(join))  # as the streaming join keeps it between ticks
     assert join.next_deadline() == 4 * MINUTE  # 3 min + 1 ms, rounded up to the slice
     expired, dead = join.expire("m", 4 * MINUTE)
-    assert expired == 0 and [d.reason for d in dead] == ["label_without_prediction"]
+    assert expired == 0 and [d.reason for d in dead] == ["label_without_prediction"] * 3
+    assert [d.source for d in dead] == ["labels of m", "labels of m", "labels/1@41"]
     expired, dead = join.expire("m", 10 * MINUTE + 1)
     assert expired == 1 and not dead and set(join.predictions) == {"b"}
     # a label later than the maximum delay is dead-lettered even before its prediction expired
-    pairs, dead = join.add_labels(labels(["b"], [16 * MINUTE]))
+    pairs, dead = join.add_labels(labels(["b"], [16 * MINUTE], sources=("l.jsonl:7",)))
     assert pairs == [] and [d.reason for d in dead] == ["label_too_late"] and len(join) == 0
+    assert dead[0].source == "l.jsonl:7"
+
+
+def test_offsets_name_messages_only_when_asked_and_follow_a_selection():
+    names = Offsets("labels/0@", np.array([7, 9, 12]))
+    batch = labels(["a", "b", "c"], [1, 2, 3], sources=names)
+    picked = batch.take(np.array([False, True, True]))
+    assert list(picked.sources) == ["labels/0@9", "labels/0@12"] and list(picked.event_ids) == ["b", "c"]
+    assert list(labels(["a", "b"], [1, 2], sources=("f:1", "f:2")).take(np.array([1])).sources) == ["f:2"]
+    assert labels(["a"], [1]).take(np.array([0])).sources == ()
 
 
 def test_decode_labels_rejects_bad_records_with_reasons():

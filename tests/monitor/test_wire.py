@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
 
+from ampel_monitor.labels import Offsets
 from ampel_monitor.wire import WireFormat, decode_label_messages, decode_predictions
 
 EVENT = {"event_id": "e1", "model_id": "m", "model_version": "v1", "timestamp": 1_767_225_600_000, "latency_ms": 12.5,
@@ -121,7 +123,7 @@ def test_label_messages_decode_in_bulk_as_one_by_one(confluent):
     messages[3] = messages[3][:-2]  # cut short
     messages += [b"\x00\x01", None]
     sources = [(f"l/0@{i}", m) for i, m in enumerate(messages)]
-    batches, dead = decode_label_messages(wire, ["m"], messages, lambda i: f"l/0@{i}")
+    batches, dead = decode_label_messages(wire, ["m"], messages, Offsets("l/0@", np.arange(len(messages))))
     expected, expected_dead = decode_labels((wire.record(*s) for s in sources), ["m"])
 
     def rows(found):
