@@ -46,31 +46,33 @@ from transforms.read import DEAD
 __all__ = ["CompareVersions", "QualityWindows"]
 
 
-def _shard_predictions(element: tuple[str, Any], shards: int) -> Iterator[tuple[tuple[str, int], tuple[str, Any]]]:
-    model, batch = element
-    if not isinstance(batch, EventBatch):
-        return iter(())
-    of = np.fromiter((shard_of(e, shards) for e in batch.event_ids.tolist()), dtype=np.int64, count=len(batch))
-    out = []
-    for shard in np.unique(of):
-        m = of == shard
-        out.append(((model, int(shard)), ("p", batch.take(m))))
-    return iter(out)
+def _payload(kind: str, batch: Any) -> tuple[int, bytes]:
+    """What the join is sent of a batch: its newest event time (ms) and ``(kind, batch)``
+    pickled once, here: the join appends these bytes to its state as they come."""
+    latest = int(batch.timestamps.max()) if len(batch) else 0
+    return latest, pickle.dumps((kind, batch), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _shard_labels(element: tuple[str, LabelBatch], shards: int) -> Iterator[tuple[tuple[str, int], tuple[str, Any]]]:
-    model, batch = element
+def _sharded(model: str, kind: str, batch: Any, shards: int) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
     of = np.fromiter((shard_of(e, shards) for e in batch.event_ids.tolist()), dtype=np.int64, count=len(batch))
-    out = []
-    for shard in np.unique(of):
-        out.append(((model, int(shard)), ("l", batch.take(of == shard))))
-    return iter(out)
+    return [((model, int(shard)), _payload(kind, batch.take(of == shard))) for shard in np.unique(of)]
+
+
+def _shard_predictions(element: tuple[str, Any], shards: int) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
+    model, batch = element
+    return _sharded(model, "p", batch, shards) if isinstance(batch, EventBatch) else []
+
+
+def _shard_labels(element: tuple[str, LabelBatch], shards: int) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
+    model, batch = element
+    return _sharded(model, "l", batch, shards)
 
 
 class _JoinDoFn(beam.DoFn):
     """The streaming join of one (model, shard).
 
-    A batch is only appended to bag state as it comes (a write of that batch alone).
+    A batch is only appended to bag state as it comes, as the bytes the shard step pickled
+    (a write of that batch alone).
     When the watermark passes the next slice boundary after the first batch waiting, the
     waiting predictions and labels are matched and what waited too long expires: the
     shard's state is read and written once per slide, not once per batch.
@@ -95,9 +97,9 @@ class _JoinDoFn(beam.DoFn):
 
     def process(self, element, timestamp=beam.DoFn.TimestampParam, arrived=beam.DoFn.StateParam(ARRIVED),
                 tick=beam.DoFn.TimerParam(TICK), due=beam.DoFn.StateParam(DUE)):
-        _, (kind, batch) = element
-        arrived.add(pickle.dumps((kind, batch), protocol=pickle.HIGHEST_PROTOCOL))
-        latest = max(timestamp.micros // 1000, int(batch.timestamps.max()) if len(batch) else 0)
+        _, (newest, data) = element
+        arrived.add(data)
+        latest = max(timestamp.micros // 1000, newest)
         boundary = latest - latest % self._slide_ms + self._slide_ms
         # never later than it is set already: each batch moving it on to its own slice kept a
         # steady stream from ever reaching it (the shard matched nothing until the input paused)
@@ -155,8 +157,9 @@ def _join_all(element: tuple[tuple[str, int], Any], labels: LabelsConfig, slide_
               sensitive: Mapping[str, tuple[str, ...]]) -> Iterator[Any]:
     """Bounded input: the whole join of one (model, shard) at once, as the stateful join
     would do it (its watermark only moves at the end, when everything still waiting expires)."""
-    (model, _), batches = element
+    (model, _), payloads = element
     join = PendingJoin(labels.max_delay_ms, labels.grace_ms, slide_ms, sensitive.get(model, ()))
+    batches = (pickle.loads(data) for _, data in payloads)
     yield from _match(join, model, batches, window.GlobalWindow().max_timestamp())
 
 
