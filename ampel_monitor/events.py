@@ -38,6 +38,7 @@ from drift.profile import CategoricalProfile, ReferenceProfile
 from schemas import load_schema
 
 __all__ = [
+    "Batch",
     "DeadLetter",
     "EventBatch",
     "EventDecoder",
@@ -71,8 +72,18 @@ class DeadLetter:
         return {"reason": self.reason, "detail": self.detail, "source": self.source, "record": self.record}
 
 
+class Batch:
+    """Rows of one model held as columns (numpy arrays): what the pipeline's steps pass
+    to each other (``EventBatch``, ``ResourceBatch``, ``labels.LabelBatch``)."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, eq=False)
-class EventBatch:
+class EventBatch(Batch):
     """Events of one model version in one slice, as columns."""
 
     model: str
@@ -137,7 +148,7 @@ class EventBatch:
 
 
 @dataclass(frozen=True, eq=False)
-class ResourceBatch:
+class ResourceBatch(Batch):
     """Resource samples of one model's hosts in one slice, as columns (ratios 0-1)."""
 
     model: str

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ampel_monitor import avro_columns
-from ampel_monitor.events import DeadLetter, EventBatch, _Reject, _text, _timestamp, checked_records
+from ampel_monitor.events import Batch, DeadLetter, EventBatch, _Reject, _text, _timestamp, checked_records
 
 __all__ = ["LabelBatch", "LabelledBatch", "Offsets", "PendingJoin", "decode_label_avro", "decode_labels", "shard_of"]
 
@@ -70,7 +70,7 @@ def _take(sources: Sequence[str], keep: np.ndarray) -> Sequence[str]:
 
 
 @dataclass(frozen=True, eq=False)
-class LabelBatch:
+class LabelBatch(Batch):
     """Labels of one model."""
 
     model: str

@@ -27,14 +27,13 @@ from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, 
 
 from ampel_monitor.alerts import QUALITY_RULES
 from ampel_monitor.config import Config, LabelsConfig
-from ampel_monitor.events import ModelSchema
+from ampel_monitor.events import Batch, ModelSchema
 from ampel_monitor.io import read_reference
-from ampel_monitor.labels import LabelBatch
 from ampel_monitor.series import window_label
 from ampel_monitor.window import ModelSpec
 from drift.profile import ReferenceProfile
 from transforms.alerts import EvaluateAlerts, EvaluateConceptDrift
-from transforms.kafka import ReadFromKafka, WriteToKafka
+from transforms.kafka import LABELS, ReadFromKafka, WriteToKafka
 from transforms.labels import CompareVersions, QualityWindows
 from transforms.read import DEAD, ReadEventFiles, ReadLabelFiles, ReadResourceFiles
 from transforms.sinks import (
@@ -141,6 +140,8 @@ def build(
         read = pipeline | "ReadKafka" >> ReadFromKafka(
             config.kafka, schemas, slide_ms, kinds, kafka.stop_at_end, kafka.stop_when_idle)
         streams, dead = [read.batches], [read[DEAD]]
+        if kafka.labels:  # one read step: its watermark is the slowest partition's
+            label_streams.append(read[LABELS])
     else:
         events = pipeline | "ReadEvents" >> ReadEventFiles(list(inputs), schemas, slide_ms)
         streams, dead = [events.batches], [events[DEAD]]
@@ -153,10 +154,9 @@ def build(
         label_streams.append(read_labels.batches)
         dead.append(read_labels[DEAD])
     streaming = pipeline.options.view_as(StandardOptions).streaming
-    everything = streams | "AllBatches" >> beam.Flatten()
-    batches = everything | "NotLabels" >> beam.Filter(lambda kv: not isinstance(kv[1], LabelBatch))
-    if kafka is not None and kafka.labels:  # one read step: its watermark is the slowest partition's
-        label_streams.append(everything | "Labels" >> beam.Filter(lambda kv: isinstance(kv[1], LabelBatch)))
+    # a runner may run each consumer of a flatten as a stage of its own, decoding every batch again
+    batches = streams[0] if len(streams) == 1 else streams | "AllBatches" >> beam.Flatten().with_output_types(
+        tuple[str, Batch])
     windowed = batches | "WindowMetrics" >> WindowMetrics(specs, config.windows, streaming)
     metrics = windowed["metrics"] | "Unkey" >> beam.Values()
     alerts = windowed["metrics"] | "Alerts" >> EvaluateAlerts(

@@ -54,13 +54,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from ampel_monitor import avro_columns
 from ampel_monitor.config import KafkaConfig
-from ampel_monitor.events import EventDecoder, ModelSchema, decode_resources
-from ampel_monitor.labels import Offsets
+from ampel_monitor.events import Batch, EventDecoder, ModelSchema, decode_resources
+from ampel_monitor.labels import LabelBatch, Offsets
 from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat, decode_label_messages, decode_predictions
 from transforms.counters import count_dead_letter, count_events
+from transforms.coders import BatchCoder  # noqa: F401 (registers the coder of batches)
 from transforms.read import DEAD
 
-__all__ = ["KafkaPartition", "ReadFromKafka", "WriteToKafka"]
+__all__ = ["LABELS", "KafkaPartition", "ReadFromKafka", "WriteToKafka"]
+
+#: The tag of the read step's labels output.
+LABELS = "labels"
 
 _LOG = logging.getLogger(__name__)
 _UNBOUNDED = sys.maxsize
@@ -370,7 +374,8 @@ class _ReadPartitionDoFn(beam.DoFn):
             else:
                 last = start = batch.slice_start_ms
             newest = last if newest is None else max(newest, last)
-            yield TimestampedValue((batch.model, batch), start / 1000)
+            value = TimestampedValue((batch.model, batch), start / 1000)
+            yield pvalue.TaggedOutput(LABELS, value) if element.kind == "labels" else value
         for letter in dead:
             count_dead_letter(letter.reason)
             yield pvalue.TaggedOutput(DEAD, letter.to_dict())
@@ -398,7 +403,7 @@ class ReadFromKafka(beam.PTransform):
         schemas: per model id, the features its events carry.
         slide_ms: the slice length, milliseconds.
         kinds: the input topics read: "predictions", "resources", "labels" (labels come
-            as ``(model, LabelBatch)``). Read labels in the same step as the predictions:
+            on their own output, ``labels``, as ``(model, LabelBatch)``). Read labels in the same step as the predictions:
             the step's watermark is then held to its slowest partition (see
             ``_StepWatermarks``), and labels, which run ahead of their predictions in event
             time, never move the join's watermark past predictions not read yet.
@@ -406,7 +411,8 @@ class ReadFromKafka(beam.PTransform):
         stop_when_idle: finish a partition after this many seconds without messages.
 
     Returns (on application):
-        A ``DoOutputsTuple`` with ``batches`` of ``(model, batch)`` and ``dead`` letters.
+        A ``DoOutputsTuple`` with ``batches`` of ``(model, batch)`` (prediction events and
+        resource samples), ``labels`` and ``dead`` letters.
     """
 
     def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int,
@@ -429,7 +435,8 @@ class ReadFromKafka(beam.PTransform):
             | "Distribute" >> beam.Reshuffle()
             | "ReadPartition" >> beam.ParDo(
                 _ReadPartitionDoFn(self._kafka, self._schemas, self._slide_ms, self._stop_when_idle, self._step)
-            ).with_outputs(DEAD, main="batches")
+            ).with_output_types(tuple[str, Batch], **{LABELS: tuple[str, LabelBatch]}).with_outputs(
+                DEAD, LABELS, main="batches")
         )
 
 

@@ -20,7 +20,7 @@ from apache_beam.transforms.window import TimestampedValue
 from ampel_monitor import avro_columns
 from ampel_monitor.events import EventBatch, EventDecoder, ModelSchema, decode_event_file, decode_resources, iter_records
 from ampel_monitor.labels import decode_labels
-from transforms.coders import EventBatchCoder  # noqa: F401 (registers the coder of EventBatch)
+from transforms.coders import BatchCoder  # noqa: F401 (registers the coder of batches)
 from transforms.counters import count_dead_letter, count_events
 
 __all__ = ["DEAD", "ReadEventFiles", "ReadLabelFiles", "ReadResourceFiles"]

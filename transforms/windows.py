@@ -39,21 +39,24 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from ampel_monitor.config import WindowConfig
-from ampel_monitor.events import DeadLetter, EventBatch, ResourceBatch
+from ampel_monitor.events import Batch, DeadLetter, EventBatch
 from ampel_monitor.window import ModelAccumulator, ModelSpec, SliceSpec
 from transforms.counters import count_dead_letter, count_late, count_window
+from transforms.coders import BatchCoder  # noqa: F401 (registers the coder of batches)
 from transforms.read import DEAD
 
 __all__ = ["SliceCombineFn", "WindowCombineFn", "WindowMetrics"]
 
-Batch = EventBatch | ResourceBatch
-
 
 @dataclass(frozen=True)
-class _Heartbeat:
-    """Tells a model's gate that the stream has reached the slice at ``slice_start_ms``."""
+class _Heartbeat(Batch):
+    """Tells a model's gate that the stream has reached the slice at ``slice_start_ms``: a
+    batch of no rows (so that it travels as batches do, ``transforms.coders``)."""
 
     slice_start_ms: int
+
+    def __len__(self) -> int:
+        return 0
 
 
 class _HeartbeatDoFn(beam.DoFn):
@@ -64,7 +67,7 @@ class _HeartbeatDoFn(beam.DoFn):
         self._models = tuple(models)
         self._newest = -(2**63)
 
-    def process(self, element: tuple[str, Batch]) -> Iterator[tuple[str, Batch | _Heartbeat]]:
+    def process(self, element: tuple[str, Batch]) -> Iterator[tuple[str, Batch]]:
         yield element
         model, batch = element
         if batch.slice_start_ms > self._newest:
@@ -107,7 +110,7 @@ class _LatenessGateDoFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, Batch | _Heartbeat],
+        element: tuple[str, Batch],
         known=beam.DoFn.StateParam(KNOWN),
         latest=beam.DoFn.StateParam(LATEST),
         next_tick=beam.DoFn.StateParam(NEXT),
@@ -283,8 +286,9 @@ class WindowMetrics(beam.PTransform):
         if self._streaming:
             gated = (
                 batches
-                | "Heartbeats" >> beam.ParDo(_HeartbeatDoFn(self._specs))
-                | "Gate" >> beam.ParDo(_LatenessGateDoFn(w.slide_ms, w.lateness_ms)).with_outputs(DEAD, main="batches")
+                | "Heartbeats" >> beam.ParDo(_HeartbeatDoFn(self._specs)).with_output_types(tuple[str, Batch])
+                | "Gate" >> beam.ParDo(_LatenessGateDoFn(w.slide_ms, w.lateness_ms)).with_output_types(
+                    tuple[str, Batch]).with_outputs(DEAD, main="batches")
             )
             batches, too_late = gated.batches, gated[DEAD]
         else:

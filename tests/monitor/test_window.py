@@ -59,11 +59,11 @@ def test_window_merge_leaves_its_inputs_unchanged():
 def test_event_batches_cross_a_stage_whole_and_are_not_pickled_to_be_measured():
     import apache_beam as beam
 
-    from transforms.coders import EventBatchCoder
+    from transforms.coders import BatchCoder
 
     _, batches = make_batches()
     coder = beam.coders.registry.get_coder(type(batches[0]))
-    assert isinstance(coder, EventBatchCoder)
+    assert isinstance(coder, BatchCoder)
     batch = batches[0]
     back = coder.decode(coder.encode(batch))
     assert (back.model, back.version, back.slice_start_ms) == (batch.model, batch.version, batch.slice_start_ms)
