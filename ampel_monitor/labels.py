@@ -34,7 +34,7 @@ import numpy as np
 from ampel_monitor import avro_columns
 from ampel_monitor.events import Batch, DeadLetter, EventBatch, _Reject, _text, _timestamp, checked_records
 
-__all__ = ["LabelBatch", "LabelledBatch", "Offsets", "PendingJoin", "decode_label_avro", "decode_labels", "shard_of"]
+__all__ = ["LabelBatch", "LabelledBatch", "Offsets", "PendingJoin", "decode_label_avro", "decode_labels", "shards_of"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,13 +109,15 @@ class LabelledBatch:
         return int(self.labels.size)
 
 
-def shard_of(event_id: str, shards: int) -> int:
-    """The join shard of an event id (stable across processes, unlike ``hash``).
+def shards_of(event_ids: np.ndarray, shards: int) -> np.ndarray:
+    """The join shard of each event id: CRC-32 of its UTF-8 bytes modulo ``shards`` (stable
+    across processes, unlike ``hash``).
 
-    >>> shard_of("e-1", 16), shard_of("e-1", 16) == shard_of("e-1", 16)
-    (12, True)
+    >>> shards_of(np.array(["e-1", "e-2", "e-1"], dtype=object), 16).tolist()
+    [12, 6, 12]
     """
-    return zlib.crc32(event_id.encode("utf-8")) % shards
+    crc = np.fromiter(map(zlib.crc32, map(str.encode, event_ids.tolist())), dtype=np.int64, count=event_ids.size)
+    return crc % shards
 
 
 def _label(record: Mapping[str, Any]) -> tuple[str, Any, int]:
@@ -298,6 +300,8 @@ class PendingJoin:
         self.max_delay_ms, self.grace_ms, self.slide_ms, self.sensitive = max_delay_ms, grace_ms, slide_ms, sensitive
         self._predictions = _Waiting()
         self._labels = _Waiting()
+        #: the model versions seen: a waiting prediction's version is its index here
+        self._versions: list[str] = []
 
     @property
     def predictions(self) -> list[str]:
@@ -313,7 +317,10 @@ class PendingJoin:
         """Keeps the batch's predictions; returns the pairs made with labels already waiting
         (and the dead letters of labels that came later than ``max_delay_ms``)."""
         n = len(batch)
-        columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "version": np.full(n, batch.version, dtype=object),
+        if batch.version not in self._versions:
+            self._versions.append(batch.version)
+        version = self._versions.index(batch.version)
+        columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "version": np.full(n, version, dtype=np.int32),
                    "prediction": batch.prediction, "confidence": batch.confidence.astype(np.float64, copy=False)}
         for j, name in enumerate(self.sensitive):
             values = batch.attributes.get(name)
@@ -411,8 +418,8 @@ class PendingJoin:
         ts, versions = predictions["ts"], predictions["version"]
         slices = ts - ts % self.slide_ms
         out = []
-        for version in dict.fromkeys(versions.tolist()):
-            of_version = versions == version
+        for code in dict.fromkeys(versions.tolist()):
+            of_version, version = versions == code, self._versions[code]
             for start in np.unique(slices[of_version]).tolist():
                 rows = np.flatnonzero(of_version & (slices == start))
                 out.append(LabelledBatch(

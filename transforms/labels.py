@@ -37,7 +37,7 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from ampel_monitor.config import LabelsConfig, ModelConfig, WindowConfig
 from ampel_monitor.events import EventBatch
-from ampel_monitor.labels import LabelBatch, LabelledBatch, PendingJoin, shard_of
+from ampel_monitor.labels import LabelBatch, LabelledBatch, PendingJoin, shards_of
 from ampel_monitor.quality import QualitySpec, QualityState, compare_versions
 from ampel_monitor.window import rfc3339
 from transforms.counters import count_dead_letter, count_expired, count_labelled
@@ -54,7 +54,7 @@ def _payload(kind: str, batch: Any) -> tuple[int, bytes]:
 
 
 def _sharded(model: str, kind: str, batch: Any, shards: int) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
-    of = np.fromiter((shard_of(e, shards) for e in batch.event_ids.tolist()), dtype=np.int64, count=len(batch))
+    of = shards_of(batch.event_ids, shards)
     return [((model, int(shard)), _payload(kind, batch.take(of == shard))) for shard in np.unique(of)]
 
 
