@@ -168,7 +168,7 @@ def build(
     quality = None
     if label_streams:
         joined = (
-            (batches, label_streams | "AllLabels" >> beam.Flatten())
+            (batches, label_streams[0] if len(label_streams) == 1 else label_streams | "AllLabels" >> beam.Flatten())
             | "Quality" >> QualityWindows(config.models, {m: s.profile.quality for m, s in specs.items()},
                                           config.windows, config.labels or LabelsConfig(), streaming)
         )

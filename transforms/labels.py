@@ -273,11 +273,14 @@ class QualityWindows(beam.PTransform):
         predictions, labels = inputs
         shards, w = self._labels.shards, self._windows
         specs = {m.id: QualitySpec(m.task, m.positive_label, m.sensitive) for m in self._models}
+        # each step before a flatten, not after it: a runner may run a flatten's consumer as a
+        # stage of its own, moving every element once more
         sharded = (
-            (predictions | "ShardPredictions" >> beam.FlatMap(_shard_predictions, shards),
-             labels | "ShardLabels" >> beam.FlatMap(_shard_labels, shards))
+            (predictions | "ShardPredictions" >> beam.FlatMap(_shard_predictions, shards)
+             | "PredictionsUnwindowed" >> beam.WindowInto(window.GlobalWindows()),
+             labels | "ShardLabels" >> beam.FlatMap(_shard_labels, shards)
+             | "LabelsUnwindowed" >> beam.WindowInto(window.GlobalWindows()))
             | "BothSides" >> beam.Flatten()
-            | "Unwindowed" >> beam.WindowInto(window.GlobalWindows())
         )
         sensitive = {m.id: m.sensitive for m in self._models}
         if self._streaming:
@@ -287,18 +290,22 @@ class QualityWindows(beam.PTransform):
             joined = (sharded | "PerShard" >> beam.GroupByKey()
                       | "Join" >> beam.FlatMap(_join_all, self._labels, w.slide_ms, sensitive).with_outputs(
                           DEAD, main="pairs"))
-        counts = predictions | "PredictionCounts" >> beam.FlatMap(_prediction_counts)
         lateness = Duration(micros=(self._labels.max_delay_ms + w.lateness_ms + 2 * w.slide_ms) * 1000)
+
+        def sliced(side: beam.PCollection, name: str) -> beam.PCollection:
+            return (side
+                    | f"{name}WithModel" >> beam.Map(lambda kv: (kv[0], (kv[0][0], kv[1])))
+                    | f"{name}Slices" >> beam.WindowInto(  # stream slicing, as transforms/windows.py
+                        window.FixedWindows(w.slide),
+                        trigger=trigger.DefaultTrigger(),
+                        accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                        allowed_lateness=lateness,
+                    ))
+
+        counts = predictions | "PredictionCounts" >> beam.FlatMap(_prediction_counts)
         quality = (
-            (joined.pairs, counts)
+            (sliced(joined.pairs, "Pairs"), sliced(counts, "Counts"))
             | "PairsAndCounts" >> beam.Flatten()
-            | "WithModel" >> beam.Map(lambda kv: (kv[0], (kv[0][0], kv[1])))
-            | "QualitySlices" >> beam.WindowInto(  # stream slicing, as transforms/windows.py
-                window.FixedWindows(w.slide),
-                trigger=trigger.DefaultTrigger(),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-                allowed_lateness=lateness,
-            )
             | "CombineQualitySlices" >> beam.CombinePerKey(_QualityCombineFn(specs))
             | "QualityWindows" >> beam.WindowInto(
                 window.SlidingWindows(w.size, w.slide),
