@@ -108,8 +108,9 @@ def events_read(port: int) -> float:
 
 def run_pipeline(config: Path, out: Path, runner: list[str], extra: list[str]) -> dict:
     """Runs the pipeline to its end. ``seconds`` is the whole run; ``processing`` runs from
-    the first event read (polled on its /metrics) to the last window written, leaving out
-    the start-up (imports, the runner, the job's submission) and the shut-down."""
+    the first event read (polled on its /metrics) to the last window (metrics or quality)
+    written, leaving out the start-up (imports, the runner, the job's submission) and the
+    shut-down."""
     port = free_port()
     started = time.time()
     process = subprocess.Popen([sys.executable, "-m", "ampel_monitor.cli", "run", "--config", str(config), "--out",
@@ -127,7 +128,8 @@ def run_pipeline(config: Path, out: Path, runner: list[str], extra: list[str]) -
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     latest = {(m["model"], m["version"], m["window_end"]): m["count"] for m in metrics}
     dead = (out / "dead_letters.jsonl").read_text().splitlines()
-    processing = (out / "metrics.jsonl").stat().st_mtime - first_read
+    written = max((out / name).stat().st_mtime for name in ("metrics.jsonl", "quality.jsonl"))
+    processing = written - first_read
     return {"seconds": seconds, "processing": processing, "windows": len(metrics), "counted": sum(latest.values()),
             "dead": len(dead)}
 
