@@ -435,7 +435,7 @@ class ReadFromKafka(beam.PTransform):
             | "Distribute" >> beam.Reshuffle()
             | "ReadPartition" >> beam.ParDo(
                 _ReadPartitionDoFn(self._kafka, self._schemas, self._slide_ms, self._stop_when_idle, self._step)
-            ).with_output_types(tuple[str, Batch], **{LABELS: tuple[str, LabelBatch]}).with_outputs(
+            ).with_output_types(tuple[str, Batch], **{LABELS: tuple[str, LabelBatch], DEAD: dict[str, str]}).with_outputs(
                 DEAD, LABELS, main="batches")
         )
 

@@ -1,0 +1,63 @@
+"""How batches travel in the streaming pipeline read from Kafka (the graph only: no broker).
+
+Beam encodes sampled elements on every edge to measure their size, and a runner moves an
+element between stages with its edge's coder: an edge typed ``Any`` pickles a batch of
+thousands of events for both. Prism also runs each consumer of a flatten as a stage of its
+own, decoding every batch once more.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pipeline import PipelineVisitor
+
+from ampel_monitor.config import load_config
+from pipelines.monitor import KafkaSource, build, load_specs
+from tests.kafka.conftest import kafka_config
+from tests.pipeline.streams import write_setup
+from transforms.coders import BatchCoder
+
+
+def _graph(tmp_path) -> dict[str, tuple[str, beam.coders.Coder]]:
+    """Each transform's outputs: full label[tag] -> (transform type, the output's coder)."""
+    write_setup(tmp_path, [], {}, extra={"labels": {"max_delay": "1h"}})
+    topics = {kind: f"t-{kind}" for kind in ("predictions", "labels", "resources", "alerts", "dead_letters")}
+    config = load_config(kafka_config(tmp_path, topics, {"size": "2m", "slide": "1m", "allowed_lateness": "1m"}))
+    pipeline = beam.Pipeline(options=PipelineOptions(["--streaming"]))
+    build(pipeline, config, load_specs(config), (), (), str(tmp_path / "out"), KafkaSource(labels=True))
+    edges = {}
+
+    class Edges(PipelineVisitor):
+        def visit_transform(self, node) -> None:
+            for tag, pcoll in node.outputs.items():
+                edges[f"{node.full_label}[{tag}]"] = (type(node.transform).__name__,
+                                                      beam.coders.registry.get_coder(pcoll.element_type))
+
+    pipeline.visit(Edges())
+    return edges
+
+
+def test_batches_leave_the_kafka_reader_and_the_gate_with_the_batch_coder(tmp_path):
+    edges = _graph(tmp_path)
+
+    def coder(suffix: str) -> beam.coders.Coder:
+        (found,) = [c for label, (_, c) in edges.items() if label.endswith(suffix)]
+        return found
+
+    for suffix in ("ReadKafka/ReadPartition/ParDo(_ReadPartitionDoFn)[None]",
+                   "ReadKafka/ReadPartition/ParDo(_ReadPartitionDoFn)[labels]", "WindowMetrics/Heartbeats[None]",
+                   "WindowMetrics/Gate/ParDo(_LatenessGateDoFn)[None]"):
+        value = coder(suffix)
+        assert isinstance(value, beam.coders.TupleCoder), (suffix, value)
+        assert isinstance(value.coders()[1], BatchCoder), (suffix, value)
+
+
+def test_a_single_stream_of_batches_or_labels_is_not_flattened(tmp_path):
+    edges = _graph(tmp_path)
+    flattens = sorted(label for label, (kind, _) in edges.items() if kind == "Flatten")
+    assert not [label for label in flattens if "AllBatches" in label or "AllLabels" in label], flattens
+    # the join's two sides are windowed before they meet, not after
+    assert [label for label in flattens if "BothSides" in label] == ["Quality/BothSides[None]"]
+    assert not [label for label in edges if "Unwindowed" in label and "Quality/" in label
+                and not label.startswith(("Quality/PredictionsUnwindowed", "Quality/LabelsUnwindowed"))]
