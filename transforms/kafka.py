@@ -4,6 +4,7 @@ The source (``ReadFromKafka``)::
 
     Impulse ─ Partitions (list topics, resolve start offsets) ─ Reshuffle ─ ReadPartition (SDF)
                                                                               ├─ (model, batch), timestamped
+                                                                              ├─ labels: (model, LabelBatch)
                                                                               └─ dead letters
 
 * One element per topic-partition; its restriction is an offset range
@@ -403,10 +404,11 @@ class ReadFromKafka(beam.PTransform):
         schemas: per model id, the features its events carry.
         slide_ms: the slice length, milliseconds.
         kinds: the input topics read: "predictions", "resources", "labels" (labels come
-            on their own output, ``labels``, as ``(model, LabelBatch)``). Read labels in the same step as the predictions:
-            the step's watermark is then held to its slowest partition (see
-            ``_StepWatermarks``), and labels, which run ahead of their predictions in event
-            time, never move the join's watermark past predictions not read yet.
+            on their own output, ``labels``, as ``(model, LabelBatch)``). Read labels in
+            the same step as the predictions: the step's watermark is then held to its
+            slowest partition (see ``_StepWatermarks``), and labels, which run ahead of
+            their predictions in event time, never move the join's watermark past
+            predictions not read yet.
         stop_at_end: read only up to the end offsets found at start (a bounded replay).
         stop_when_idle: finish a partition after this many seconds without messages.
 
@@ -435,8 +437,9 @@ class ReadFromKafka(beam.PTransform):
             | "Distribute" >> beam.Reshuffle()
             | "ReadPartition" >> beam.ParDo(
                 _ReadPartitionDoFn(self._kafka, self._schemas, self._slide_ms, self._stop_when_idle, self._step)
-            ).with_output_types(tuple[str, Batch], **{LABELS: tuple[str, LabelBatch], DEAD: dict[str, str]}).with_outputs(
-                DEAD, LABELS, main="batches")
+            )
+            .with_output_types(tuple[str, Batch], **{LABELS: tuple[str, LabelBatch], DEAD: dict[str, str]})
+            .with_outputs(DEAD, LABELS, main="batches")
         )
 
 

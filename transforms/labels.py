@@ -72,10 +72,10 @@ class _JoinDoFn(beam.DoFn):
     """The streaming join of one (model, shard).
 
     A batch is only appended to bag state as it comes, as the bytes the shard step pickled
-    (a write of that batch alone).
-    When the watermark passes the next slice boundary after the first batch waiting, the
-    waiting predictions and labels are matched and what waited too long expires: the
-    shard's state is read and written once per slide, not once per batch.
+    (a write of that batch alone). When the watermark passes the next slice boundary after
+    the first batch waiting, the waiting predictions and labels are matched and what
+    waited too long expires: the shard's state is read and written once per slide, not
+    once per batch.
     """
 
     # held as bytes: the state cache sizes a bytes object at once, a dict entry by entry
