@@ -34,7 +34,8 @@ import numpy as np
 from ampel_monitor import avro_columns
 from ampel_monitor.events import Batch, DeadLetter, EventBatch, _Reject, _text, _timestamp, checked_records
 
-__all__ = ["LabelBatch", "LabelledBatch", "Offsets", "PendingJoin", "decode_label_avro", "decode_labels", "shards_of"]
+__all__ = ["LabelBatch", "LabelledBatch", "Offsets", "PendingJoin", "decode_label_avro", "decode_labels", "shards_of",
+           "take_sources"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +60,7 @@ class Offsets(Sequence[str]):
         return Offsets(self.prefix, self.offsets[keep])
 
 
-def _take(sources: Sequence[str], keep: np.ndarray) -> Sequence[str]:
+def take_sources(sources: Sequence[str], keep: np.ndarray | Sequence[int]) -> Sequence[str]:
     """The names of the rows selected by ``keep`` (a boolean mask or indices)."""
     if isinstance(sources, Offsets):
         return sources.take(keep)
@@ -89,7 +90,7 @@ class LabelBatch(Batch):
     def take(self, keep: np.ndarray) -> LabelBatch:
         """The labels selected by ``keep`` (a boolean mask or indices)."""
         return LabelBatch(self.model, self.event_ids[keep], self.labels[keep], self.timestamps[keep],
-                          _take(self.sources, keep))
+                          take_sources(self.sources, keep))
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,7 +172,7 @@ def decode_label_avro(data: bytes, blocks: np.ndarray, models: Iterable[str], so
             labels = texts[rows]
             floats = np.flatnonzero(numbers[rows])
             labels[floats] = columns.label[rows[floats]].tolist()
-            batches.append(LabelBatch(model, event_ids[rows], labels, columns.timestamp[rows], _take(sources, rows)))
+            batches.append(LabelBatch(model, event_ids[rows], labels, columns.timestamp[rows], take_sources(sources, rows)))
     slow |= fast  # unknown models
     more, dead = decode_labels((record(int(i)) for i in np.flatnonzero(slow)), models)
     return batches + more, dead, failed

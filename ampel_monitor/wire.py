@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 
 from ampel_monitor.events import DeadLetter, EventBatch, EventDecoder
-from ampel_monitor.labels import LabelBatch, Offsets, decode_label_avro, decode_labels
+from ampel_monitor.labels import LabelBatch, decode_label_avro, decode_labels, take_sources
 from schemas import load_schema
 
 __all__ = ["FORMATS", "TOPIC_SCHEMAS", "WireFormat", "decode_label_messages", "decode_predictions"]
@@ -193,8 +193,7 @@ def decode_label_messages(wire: WireFormat, models: Iterable[str], values: Seque
     models = tuple(models)
 
     def bulk(data: bytes, blocks: np.ndarray, record: Callable[[int], tuple[str, Any, Any]], chosen: list[int]) -> Any:
-        names = sources.take(chosen) if isinstance(sources, Offsets) else [sources[i] for i in chosen]
-        return decode_label_avro(data, blocks, models, names, record)
+        return decode_label_avro(data, blocks, models, take_sources(sources, chosen), record)
 
     return _decode_messages(wire, values, sources.__getitem__, bulk, lambda records: decode_labels(records, models),
                             with_chosen=True)

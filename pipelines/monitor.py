@@ -115,6 +115,15 @@ class KafkaSource:
     labels: bool = False
 
 
+def _merged(streams: Sequence[beam.PCollection], name: str) -> beam.PCollection:
+    """Keyed batches of several reads as one PCollection. A single one is passed on as it
+    is: a runner may run each consumer of a flatten as a stage of its own (Prism does),
+    decoding every batch again."""
+    if len(streams) == 1:
+        return streams[0]
+    return streams | name >> beam.Flatten().with_output_types(tuple[str, Batch])
+
+
 def build(
     pipeline: beam.Pipeline,
     config: Config,
@@ -154,9 +163,7 @@ def build(
         label_streams.append(read_labels.batches)
         dead.append(read_labels[DEAD])
     streaming = pipeline.options.view_as(StandardOptions).streaming
-    # a runner may run each consumer of a flatten as a stage of its own, decoding every batch again
-    batches = streams[0] if len(streams) == 1 else streams | "AllBatches" >> beam.Flatten().with_output_types(
-        tuple[str, Batch])
+    batches = _merged(streams, "AllBatches")
     windowed = batches | "WindowMetrics" >> WindowMetrics(specs, config.windows, streaming)
     metrics = windowed["metrics"] | "Unkey" >> beam.Values()
     alerts = windowed["metrics"] | "Alerts" >> EvaluateAlerts(
@@ -168,7 +175,7 @@ def build(
     quality = None
     if label_streams:
         joined = (
-            (batches, label_streams[0] if len(label_streams) == 1 else label_streams | "AllLabels" >> beam.Flatten())
+            (batches, _merged(label_streams, "AllLabels"))
             | "Quality" >> QualityWindows(config.models, {m: s.profile.quality for m, s in specs.items()},
                                           config.windows, config.labels or LabelsConfig(), streaming)
         )

@@ -11,8 +11,8 @@ The source (``ReadFromKafka``)::
   ``[start, stop)`` (``stop`` is unbounded unless ``stop_at_end``). The DoFn claims
   each offset it emits, so a restart resumes exactly after the last checkpoint.
 * Each call polls messages in bulk for up to about a second, decodes them together
-  (up to 50,000 at a time) into the pipeline's batches, then checkpoints (``defer_remainder``) so the runner can
-  commit progress and move the watermark.
+  (up to 50,000 at a time) into the pipeline's batches, then checkpoints
+  (``defer_remainder``) so the runner can commit progress and move the watermark.
 * The watermark of a partition trails the largest event time read from it by
   ``watermark_skew``; a partition idle for ``idle_timeout``, and read to the end the
   broker reports, advances it to the wall clock minus the skew, so quiet partitions do
@@ -352,16 +352,16 @@ class _ReadPartitionDoFn(beam.DoFn):
         """Decodes messages into batches and dead letters; returns the newest event time (ms)."""
         wire = self._wire[element.kind]
         values = [m.value() for m in messages]
+        prefix = f"{element.topic}/{element.partition}@"
 
-        def source(i: int) -> str:
-            return f"{element.topic}/{element.partition}@{messages[i].offset()}"
+        def source(i: int) -> str:  # formatted only for a message that needs it
+            return f"{prefix}{messages[i].offset()}"
 
         if element.kind == "predictions":
             batches, dead = decode_predictions(wire, self._decoder, values, source)
         elif element.kind == "labels":
             offsets = np.fromiter((m.offset() for m in messages), dtype=np.int64, count=len(messages))
-            names = Offsets(f"{element.topic}/{element.partition}@", offsets)
-            batches, dead = decode_label_messages(wire, self._schemas, values, names)
+            batches, dead = decode_label_messages(wire, self._schemas, values, Offsets(prefix, offsets))
         else:
             records = (wire.record(source(i), v) for i, v in enumerate(values))
             batches, dead = decode_resources(records, tuple(self._schemas), self._slide_ms)
