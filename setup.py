@@ -26,6 +26,7 @@ setup(
         "prometheus-client>=0.20,<1",
         "confluent-kafka>=2.6,<3",
         "orjson>=3.10,<4",
+        "xxhash>=3.4,<5",
         "protobuf>=4.25,<7",
         "cramjam>=2.8,<3",
         "requests>=2.31,<3",

@@ -3,8 +3,8 @@
 Labels arrive later than their predictions (minutes to days), on their own stream, keyed
 by ``event_id``. ``PendingJoin`` is the state of one shard of the join: the predictions
 waiting for a label, each kept only as what the quality metrics need (version, event
-time, prediction, confidence, sensitive attributes), and the labels that came before
-their prediction.
+time, prediction, confidence, sensitive attributes) and the 128-bit key of its event
+id (``event_keys``), and the labels that came before their prediction.
 
 * A label meeting its prediction makes a labelled pair, attributed to the prediction's
   event time (so to the prediction's windows).
@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from ampel_monitor import avro_columns
 from ampel_monitor.events import Batch, DeadLetter, EventBatch, _Reject, _text, _timestamp, checked_records
 
-__all__ = ["LabelBatch", "LabelledBatch", "Offsets", "PendingJoin", "decode_label_avro", "decode_labels", "shards_of",
-           "take_sources"]
+__all__ = ["Arrivals", "LabelBatch", "LabelledBatch", "Offsets", "PendingJoin", "decode_label_avro", "decode_labels",
+           "event_keys", "shards_of", "take_sources"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,17 +110,6 @@ class LabelledBatch:
         return int(self.labels.size)
 
 
-def shards_of(event_ids: np.ndarray, shards: int) -> np.ndarray:
-    """The join shard of each event id: CRC-32 of its UTF-8 bytes modulo ``shards`` (stable
-    across processes, unlike ``hash``).
-
-    >>> shards_of(np.array(["e-1", "e-2", "e-1"], dtype=object), 16).tolist()
-    [12, 6, 12]
-    """
-    crc = np.fromiter(map(zlib.crc32, map(str.encode, event_ids.tolist())), dtype=np.int64, count=event_ids.size)
-    return crc % shards
-
-
 def _label(record: Mapping[str, Any]) -> tuple[str, Any, int]:
     event_id = _text(record, "event_id")
     label = record.get("label")
@@ -178,76 +167,137 @@ def decode_label_avro(data: bytes, blocks: np.ndarray, models: Iterable[str], so
     return batches + more, dead, failed
 
 
-class _Waiting:
-    """Rows waiting in a join shard, column by column.
+def event_keys(event_ids: np.ndarray) -> np.ndarray:
+    """The key of each event id in the join: the 128-bit XXH3 hash of its UTF-8 bytes, as
+    ``(n, 2)`` uint64 (the same in every process and release). Two of the ids waiting in a
+    shard share a key with a probability of about n² / 2¹²⁹: never, in practice.
+    """
+    digests = b"".join(map(xxhash.xxh3_128_digest, map(str.encode, event_ids.tolist())))
+    return np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2)
 
-    Event ids have an index (id -> row) and a mask says which rows still wait. Appended
-    batches are kept as chunks until rows are read; a later row with an id already
-    waiting replaces it. Pickles without the index and the rows gone, so a shard's state
-    costs a few arrays to write and read, not an object per event.
+
+def shards_of(keys: np.ndarray, shards: int) -> np.ndarray:
+    """The join shard of each key (``event_keys``).
+
+    >>> shards_of(event_keys(np.array(["e-1", "e-2", "e-1"], dtype=object)), 16).tolist()
+    [7, 13, 7]
+    """
+    return (keys[:, 0] % np.uint64(shards)).astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class Arrivals:
+    """What the join is sent of a batch of predictions (``version`` set) or labels: each
+    row's key (``event_keys``) and the columns the join keeps of it. A prediction is kept
+    as its event time, prediction, confidence and sensitive attributes (``a0``, ``a1``, ...);
+    its event id is only its key. A label keeps its event id too, for its dead letter.
+    """
+
+    model: str
+    version: str | None
+    keys: np.ndarray
+    columns: Mapping[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    def take(self, keep: np.ndarray) -> Arrivals:
+        return Arrivals(self.model, self.version, self.keys[keep], {name: c[keep] for name, c in self.columns.items()})
+
+    @classmethod
+    def predictions(cls, batch: EventBatch, sensitive: tuple[str, ...]) -> Arrivals:
+        n = len(batch)
+        columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "prediction": batch.prediction,
+                   "confidence": batch.confidence.astype(np.float64, copy=False)}
+        for j, name in enumerate(sensitive):
+            values = batch.attributes.get(name)
+            columns[f"a{j}"] = np.full(n, None, dtype=object) if values is None else values
+        return cls(batch.model, batch.version, event_keys(batch.event_ids), columns)
+
+    @classmethod
+    def labels(cls, batch: LabelBatch) -> Arrivals:
+        n = len(batch)
+        if isinstance(batch.sources, Offsets):  # the names are formatted for dead letters only
+            origin, offset = np.full(n, batch.sources.prefix, dtype=object), batch.sources.offsets
+        else:
+            origin, offset = np.empty(n, dtype=object), np.full(n, -1, dtype=np.int64)
+            origin[:] = batch.sources or ""
+        columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "label": batch.labels, "id": batch.event_ids,
+                   "origin": origin, "offset": offset}
+        return cls(batch.model, None, event_keys(batch.event_ids), columns)
+
+
+class _Waiting:
+    """Rows waiting in a join shard, column by column, found by key (``event_keys``).
+
+    A mask says which rows still wait. Appended rows are kept as chunks until rows are
+    looked up; then they are concatenated and sorted by key once, and of a key waiting
+    twice only the newest row waits. Pickles without the rows gone: a shard's state costs
+    a few numeric arrays to write and read, no object per event.
     """
 
     def __init__(self) -> None:
-        self._ids = np.empty(0, dtype=object)
+        self._keys = np.empty((0, 2), dtype=np.uint64)
         self._columns: dict[str, np.ndarray] = {}
-        self._chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+        self._chunks: list[tuple[np.ndarray, Mapping[str, np.ndarray]]] = []
         self._live = np.empty(0, dtype=bool)
         self._count = 0
-        self._index: dict[str, int] | None = {}
+        #: the rows sorted by key, and their keys' high halves in that order; None: to sort
+        self._order: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
+        self._flush()
         return self._count
 
     def __getstate__(self) -> dict[str, Any]:
         self._compact()
-        return {"ids": self._ids, "columns": self._columns}
+        return {"keys": self._keys, "columns": self._columns}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._ids, self._columns, self._chunks = state["ids"], state["columns"], []
-        self._live = np.ones(self._ids.size, dtype=bool)
-        self._count, self._index = int(self._ids.size), None  # the index is built when first needed
+        self._keys, self._columns, self._chunks = state["keys"], state["columns"], []
+        self._live = np.ones(self._keys.shape[0], dtype=bool)
+        self._count, self._order = int(self._live.size), None
 
-    def ids(self) -> list[str]:
-        """The ids waiting, oldest first."""
+    def keys(self) -> np.ndarray:
+        """The keys waiting, oldest first."""
         self._flush()
-        return self._ids[self._live].tolist()
+        return self._keys[self._live]
 
-    def find(self, ids: list[str]) -> np.ndarray:
-        """The row of each id, -1 where it does not wait."""
-        get = self._lookup().get
-        return np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+    def find(self, keys: np.ndarray) -> np.ndarray:
+        """The row of each key, -1 where it does not wait."""
+        self._flush()
+        found = np.full(keys.shape[0], -1, dtype=np.int64)
+        if not self._count or not found.size:
+            return found
+        order, high = self._sorted()
+        first, last = np.searchsorted(high, keys[:, 0], "left"), np.searchsorted(high, keys[:, 0], "right")
+        candidates = np.flatnonzero(last > first)
+        rows = order[first[candidates]]
+        hit = self._live[rows] & (self._keys[rows, 1] == keys[candidates, 1])
+        found[candidates[hit]] = rows[hit]
+        # more rows with the same high half (a key waiting again after its row left): look at each
+        for i in candidates[~hit & (last[candidates] - first[candidates] > 1)].tolist():
+            for row in order[first[i]:last[i]].tolist():
+                if self._live[row] and self._keys[row, 1] == keys[i, 1]:
+                    found[i] = row
+                    break
+        return found
 
-    def add(self, ids: np.ndarray, columns: Mapping[str, np.ndarray]) -> None:
-        index, id_list = self._lookup(), ids.tolist()
-        base, n = self._live.size, len(id_list)
-        self._live = np.concatenate([self._live, np.ones(n, dtype=bool)])
-        replaced = list({index[i] for i in id_list if i in index})
-        self._live[replaced] = False
-        index.update(zip(id_list, range(base, base + n)))
-        self._count += n - len(replaced)
-        if len(index) != self._count:  # an id twice in the batch: its last row waits
-            for k, event_id in enumerate(id_list):
-                if index[event_id] != base + k:
-                    self._live[base + k] = False
-                    self._count -= 1
-        self._chunks.append((ids, dict(columns)))
+    def add(self, keys: np.ndarray, columns: Mapping[str, np.ndarray]) -> None:
+        if keys.shape[0]:
+            self._chunks.append((keys, columns))
 
     def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         self._flush()
         return {name: column[rows] for name, column in self._columns.items()}
 
-    def remove(self, rows: np.ndarray) -> list[str]:
-        """Removes waiting rows; returns their ids."""
+    def remove(self, rows: np.ndarray) -> None:
+        """Removes waiting rows."""
         self._flush()
-        ids = self._ids[rows].tolist()
-        index = self._lookup()
-        for event_id in ids:
-            del index[event_id]
         self._live[rows] = False
-        self._count -= len(ids)
+        self._count -= int(np.asarray(rows).size)
         if self._live.size > 2 * self._count + 1024:
             self._compact()
-        return ids
 
     def rows_before(self, name: str, bound: int) -> np.ndarray:
         """The waiting rows whose column ``name`` is below ``bound``."""
@@ -260,35 +310,43 @@ class _Waiting:
         self._flush()
         return int(self._columns[name][self._live].min())
 
-    def _lookup(self) -> dict[str, int]:
-        if self._index is None:
-            self._flush()
-            live = np.flatnonzero(self._live)
-            self._index = dict(zip(self._ids[live].tolist(), live.tolist()))
-        return self._index
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._order is None:
+            order = np.lexsort((self._keys[:, 1], self._keys[:, 0]))  # stable: rows of a key in arrival order
+            self._order = order, self._keys[order, 0]
+        return self._order
 
     def _flush(self) -> None:
         if not self._chunks:
             return
-        parts = [(self._ids, self._columns)] if self._ids.size else []
-        parts += self._chunks
-        self._ids = np.concatenate([ids for ids, _ in parts])
+        parts = ([(self._keys, self._columns)] if self._live.size else []) + self._chunks
+        added = sum(keys.shape[0] for keys, _ in self._chunks)
+        self._keys = np.concatenate([keys for keys, _ in parts])
         self._columns = {name: np.concatenate([columns[name] for _, columns in parts]) for name in parts[0][1]}
-        self._chunks = []
+        self._live = np.concatenate([self._live, np.ones(added, dtype=bool)])
+        self._chunks, self._order = [], None
+        order, _ = self._sorted()
+        live = order[self._live[order]]
+        same = (self._keys[live[1:]] == self._keys[live[:-1]]).all(axis=1)
+        self._live[live[:-1][same]] = False  # a key waiting twice: its newest row waits
+        self._count = int(live.size - np.count_nonzero(same))
+        if self._live.size > 2 * self._count + 1024:
+            self._compact()
 
     def _compact(self) -> None:
         self._flush()
-        if self._count != self._ids.size:
+        if self._count != self._keys.shape[0]:
             keep = self._live
-            self._ids, self._columns = self._ids[keep], {name: column[keep] for name, column in self._columns.items()}
-            self._live, self._index = np.ones(self._count, dtype=bool), None
+            self._keys, self._columns = self._keys[keep], {name: column[keep] for name, column in self._columns.items()}
+            self._live, self._order = np.ones(self._count, dtype=bool), None
 
 
 class PendingJoin:
     """One shard of the prediction-label join (see the module docstring).
 
-    What waits is held in columns (``_Waiting``): a prediction's version, event time,
-    prediction, confidence and sensitive attributes; a label's value, time and source.
+    What waits is held in columns (``_Waiting``), found by the key of its event id: a
+    prediction's version, event time, prediction, confidence and sensitive attributes; a
+    label's value, time, event id and source.
 
     Args:
         max_delay_ms: how long (event time) a prediction waits for its label.
@@ -305,70 +363,59 @@ class PendingJoin:
         self._versions: list[str] = []
 
     @property
-    def predictions(self) -> list[str]:
-        """The ids of the predictions waiting for their label."""
-        return self._predictions.ids()
+    def predictions(self) -> np.ndarray:
+        """The keys (``event_keys``) of the predictions waiting for their label, oldest first."""
+        return self._predictions.keys()
 
     @property
-    def labels(self) -> list[str]:
-        """The ids of the labels waiting for their prediction."""
-        return self._labels.ids()
+    def labels(self) -> np.ndarray:
+        """The keys of the labels waiting for their prediction, oldest first."""
+        return self._labels.keys()
 
-    def add_predictions(self, batch: EventBatch) -> tuple[list[LabelledBatch], list[DeadLetter]]:
+    def add_predictions(self, batch: EventBatch | Arrivals) -> tuple[list[LabelledBatch], list[DeadLetter]]:
         """Keeps the batch's predictions; returns the pairs made with labels already waiting
         (and the dead letters of labels that came later than ``max_delay_ms``)."""
-        n = len(batch)
-        if batch.version not in self._versions:
-            self._versions.append(batch.version)
-        version = self._versions.index(batch.version)
-        columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "version": np.full(n, version, dtype=np.int32),
-                   "prediction": batch.prediction, "confidence": batch.confidence.astype(np.float64, copy=False)}
-        for j, name in enumerate(self.sensitive):
-            values = batch.attributes.get(name)
-            columns[f"a{j}"] = np.full(n, None, dtype=object) if values is None else values
-        return self._arrive(batch.model, batch.event_ids, columns, self._predictions, self._labels)
+        rows = batch if isinstance(batch, Arrivals) else Arrivals.predictions(batch, self.sensitive)
+        if rows.version not in self._versions:
+            self._versions.append(rows.version)
+        version = np.full(len(rows), self._versions.index(rows.version), dtype=np.int32)
+        return self._arrive(rows.model, rows.keys, {**rows.columns, "version": version}, self._predictions, self._labels)
 
-    def add_labels(self, batch: LabelBatch) -> tuple[list[LabelledBatch], list[DeadLetter]]:
+    def add_labels(self, batch: LabelBatch | Arrivals) -> tuple[list[LabelledBatch], list[DeadLetter]]:
         """Pairs the labels with their waiting predictions; keeps the others waiting.
 
         A label more than ``max_delay_ms`` after its prediction is a dead letter
         ``label_too_late`` whether or not the prediction has expired yet, so that a replay
         (whose watermark moves only at its end) joins exactly as a live stream does.
         """
-        n = len(batch)
-        if isinstance(batch.sources, Offsets):  # the names are formatted for dead letters only
-            origin, offset = np.full(n, batch.sources.prefix, dtype=object), batch.sources.offsets
-        else:
-            origin, offset = np.empty(n, dtype=object), np.full(n, -1, dtype=np.int64)
-            origin[:] = batch.sources or ""
-        columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "label": batch.labels, "origin": origin,
-                   "offset": offset}
-        return self._arrive(batch.model, batch.event_ids, columns, self._labels, self._predictions)
+        rows = batch if isinstance(batch, Arrivals) else Arrivals.labels(batch)
+        return self._arrive(rows.model, rows.keys, dict(rows.columns), self._labels, self._predictions)
 
-    def _arrive(self, model: str, event_ids: np.ndarray, columns: dict[str, np.ndarray], side: _Waiting,
+    def _arrive(self, model: str, keys: np.ndarray, columns: dict[str, np.ndarray], side: _Waiting,
                 other: _Waiting) -> tuple[list[LabelledBatch], list[DeadLetter]]:
         """Pairs arriving rows (of ``side``: predictions or labels) with those waiting on the
         ``other`` side; the rest wait on their own side."""
-        matched, rows = _meet(other, event_ids)
+        matched, rows = _meet(other, keys)
         made: list = []
         dead: list[DeadLetter] = []
         if matched.size:
-            theirs, ids = other.take(rows), other.remove(rows)
+            theirs = other.take(rows)
+            other.remove(rows)
             mine = {name: column[matched] for name, column in columns.items()}
             predictions, labels = (mine, theirs) if side is self._predictions else (theirs, mine)
-            self._pair(model, ids, predictions, labels, made, dead)
-            keep = np.ones(len(event_ids), dtype=bool)
+            self._pair(model, predictions, labels, made, dead)
+            keep = np.ones(keys.shape[0], dtype=bool)
             keep[matched] = False
-            event_ids, columns = event_ids[keep], {name: column[keep] for name, column in columns.items()}
-        side.add(event_ids, columns)
+            keys, columns = keys[keep], {name: column[keep] for name, column in columns.items()}
+        side.add(keys, columns)
         return self._pairs(model, made), dead
 
-    def _pair(self, model: str, ids: list[str], predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-              made: list, dead: list[DeadLetter]) -> None:
+    def _pair(self, model: str, predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray], made: list,
+              dead: list[DeadLetter]) -> None:
         late = labels["ts"] - predictions["ts"] > self.max_delay_ms
         for i in np.flatnonzero(late).tolist():
             value, ts = labels["label"][i], int(labels["ts"][i])
-            record = json.dumps({"event_id": ids[i], "model_id": model, "label": value, "timestamp": ts})
+            record = json.dumps({"event_id": labels["id"][i], "model_id": model, "label": value, "timestamp": ts})
             dead.append(DeadLetter("label_too_late", f"label {ts - int(predictions['ts'][i])} ms after its prediction "
                                    f"(labels.max_delay is {self.max_delay_ms} ms)",
                                    _source(labels["origin"][i], labels["offset"][i], model), record))
@@ -381,14 +428,17 @@ class PendingJoin:
     def expire(self, model: str, watermark_ms: int) -> tuple[int, list[DeadLetter]]:
         """Drops what waited too long: returns the number of expired predictions and the
         dead letters of the labels that never met their prediction."""
-        expired = len(self._predictions.remove(self._predictions.rows_before("ts", watermark_ms - self.max_delay_ms)))
+        old = self._predictions.rows_before("ts", watermark_ms - self.max_delay_ms)
+        self._predictions.remove(old)
+        expired = int(old.size)
         stale = self._labels.rows_before("ts", watermark_ms - self.grace_ms)
         if not stale.size:
             return expired, []
         labels = self._labels.take(stale)
+        self._labels.remove(stale)
         dead = []
-        for key, label, ts, origin, offset in zip(self._labels.remove(stale), labels["label"].tolist(),
-                                                  labels["ts"].tolist(), labels["origin"].tolist(), labels["offset"].tolist()):
+        for key, label, ts, origin, offset in zip(labels["id"].tolist(), labels["label"].tolist(), labels["ts"].tolist(),
+                                                  labels["origin"].tolist(), labels["offset"].tolist()):
             record = json.dumps({"event_id": key, "model_id": model, "label": label, "timestamp": ts})
             dead.append(DeadLetter("label_without_prediction",
                                    f"no prediction {key!r} of model {model!r} waiting (never seen, or expired)",
@@ -440,12 +490,12 @@ def _source(origin: str, offset: int, model: str) -> str:
     return origin or f"labels of {model}"
 
 
-def _meet(waiting: _Waiting, event_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The positions in ``event_ids`` that meet a waiting row, and those rows (an id twice
-    in ``event_ids`` meets its row once, the first time; the other waits)."""
+def _meet(waiting: _Waiting, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions in ``keys`` that meet a waiting row, and those rows (a key twice in
+    ``keys`` meets its row once, the first time; the other waits)."""
     if not len(waiting):
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    rows = waiting.find(event_ids.tolist())
+    rows = waiting.find(keys)
     matched = np.flatnonzero(rows >= 0)
     if matched.size:
         _, first = np.unique(rows[matched], return_index=True)

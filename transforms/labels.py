@@ -37,7 +37,7 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from ampel_monitor.config import LabelsConfig, ModelConfig, WindowConfig
 from ampel_monitor.events import EventBatch
-from ampel_monitor.labels import LabelBatch, LabelledBatch, PendingJoin, shards_of
+from ampel_monitor.labels import Arrivals, LabelBatch, LabelledBatch, PendingJoin, shards_of
 from ampel_monitor.quality import QualitySpec, QualityState, compare_versions
 from ampel_monitor.window import rfc3339
 from transforms.counters import count_dead_letter, count_expired, count_labelled
@@ -46,26 +46,29 @@ from transforms.read import DEAD
 __all__ = ["CompareVersions", "QualityWindows"]
 
 
-def _payload(kind: str, batch: Any) -> tuple[int, bytes]:
-    """What the join is sent of a batch: its newest event time (ms) and ``(kind, batch)``
+def _payload(kind: str, rows: Arrivals) -> tuple[int, bytes]:
+    """What the join is sent of a batch: its newest event time (ms) and ``(kind, rows)``
     pickled once, here: the join appends these bytes to its state as they come."""
-    latest = int(batch.timestamps.max()) if len(batch) else 0
-    return latest, pickle.dumps((kind, batch), protocol=pickle.HIGHEST_PROTOCOL)
+    latest = int(rows.columns["ts"].max()) if len(rows) else 0
+    return latest, pickle.dumps((kind, rows), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _sharded(model: str, kind: str, batch: Any, shards: int) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
-    of = shards_of(batch.event_ids, shards)
-    return [((model, int(shard)), _payload(kind, batch.take(of == shard))) for shard in np.unique(of)]
+def _sharded(model: str, kind: str, rows: Arrivals, shards: int) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
+    of = shards_of(rows.keys, shards)
+    return [((model, int(shard)), _payload(kind, rows.take(of == shard))) for shard in np.unique(of)]
 
 
-def _shard_predictions(element: tuple[str, Any], shards: int) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
+def _shard_predictions(element: tuple[str, Any], shards: int, sensitive: Mapping[str, tuple[str, ...]]
+                       ) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
     model, batch = element
-    return _sharded(model, "p", batch, shards) if isinstance(batch, EventBatch) else []
+    if not isinstance(batch, EventBatch):
+        return []
+    return _sharded(model, "p", Arrivals.predictions(batch, sensitive.get(model, ())), shards)
 
 
 def _shard_labels(element: tuple[str, LabelBatch], shards: int) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
     model, batch = element
-    return _sharded(model, "l", batch, shards)
+    return _sharded(model, "l", Arrivals.labels(batch), shards)
 
 
 class _JoinDoFn(beam.DoFn):
@@ -133,8 +136,8 @@ class _JoinDoFn(beam.DoFn):
             yield window.TimestampedValue(((pair.model, pair.version), pair), pair.slice_start_ms / 1000)
 
 
-def _match(join: PendingJoin, model: str, batches: Iterable[tuple[str, Any]], now: Timestamp) -> Iterator[Any]:
-    """Adds ``(kind, batch)`` pairs to ``join`` (predictions first: the order does not change
+def _match(join: PendingJoin, model: str, batches: Iterable[tuple[str, Arrivals]], now: Timestamp) -> Iterator[Any]:
+    """Adds ``(kind, rows)`` pairs to ``join`` (predictions first: the order does not change
     the result), then expires what waited too long at ``now``; yields the labelled pairs
     and, tagged, the dead letters (stamped ``now``)."""
     batches = list(batches)
@@ -275,14 +278,14 @@ class QualityWindows(beam.PTransform):
         specs = {m.id: QualitySpec(m.task, m.positive_label, m.sensitive) for m in self._models}
         # each step before a flatten, not after it: a runner may run a flatten's consumer as a
         # stage of its own, moving every element once more
+        sensitive = {m.id: m.sensitive for m in self._models}
         sharded = (
-            (predictions | "ShardPredictions" >> beam.FlatMap(_shard_predictions, shards)
+            (predictions | "ShardPredictions" >> beam.FlatMap(_shard_predictions, shards, sensitive)
              | "PredictionsUnwindowed" >> beam.WindowInto(window.GlobalWindows()),
              labels | "ShardLabels" >> beam.FlatMap(_shard_labels, shards)
              | "LabelsUnwindowed" >> beam.WindowInto(window.GlobalWindows()))
             | "BothSides" >> beam.Flatten()
         )
-        sensitive = {m.id: m.sensitive for m in self._models}
         if self._streaming:
             joined = sharded | "Join" >> beam.ParDo(
                 _JoinDoFn(self._labels, w.slide_ms, sensitive)).with_outputs(DEAD, main="pairs")

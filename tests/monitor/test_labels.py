@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ampel_monitor.events import EventBatch
-from ampel_monitor.labels import LabelBatch, Offsets, PendingJoin, decode_labels
+from ampel_monitor.labels import LabelBatch, Offsets, PendingJoin, decode_labels, event_keys
 
 MINUTE = 60_000
 
@@ -27,6 +27,15 @@ def labels(ids, ts, values=None, sources=()):
                       np.array(ts, dtype=np.int64), sources)
 
 
+def keyed(ids) -> list[tuple[int, int]]:
+    """The keys of event ids as the join holds them, sorted."""
+    return waiting(event_keys(np.array(list(ids), dtype=object)))
+
+
+def waiting(keys: np.ndarray) -> list[tuple[int, int]]:
+    return sorted(map(tuple, keys.tolist()))
+
+
 def test_labels_meet_their_predictions_in_either_order_and_pairs_keep_the_prediction_time():
     join = PendingJoin(max_delay_ms=60 * MINUTE, grace_ms=5 * MINUTE, slide_ms=MINUTE, sensitive=("sex",))
     pairs, dead = join.add_predictions(predictions(["a", "b", "c"], [10, MINUTE + 5, 2 * MINUTE], prediction=["yes", "no", "yes"]))
@@ -35,7 +44,7 @@ def test_labels_meet_their_predictions_in_either_order_and_pairs_keep_the_predic
     assert not dead
     got = sorted((p.slice_start_ms, list(p.predictions), list(p.labels), list(p.attributes["sex"])) for p in pairs)
     assert got == [(0, ["yes"], ["no"], ["f"]), (MINUTE, ["no"], ["yes"], ["m"])]
-    assert set(join.predictions) == {"c"} and set(join.labels) == {"z"}
+    assert waiting(join.predictions) == keyed(["c"]) and waiting(join.labels) == keyed(["z"])
     pairs, _ = join.add_predictions(predictions(["z"], [3 * MINUTE]))  # the label came first
     assert [list(p.labels) for p in pairs] == [["no"]] and len(join) == 1
 
@@ -51,7 +60,7 @@ def test_waiting_expires_predictions_and_dead_letters_lonely_labels():
     assert expired == 0 and [d.reason for d in dead] == ["label_without_prediction"] * 3
     assert [d.source for d in dead] == ["labels of m", "labels of m", "labels/1@41"]
     expired, dead = join.expire("m", 10 * MINUTE + 1)
-    assert expired == 1 and not dead and set(join.predictions) == {"b"}
+    assert expired == 1 and not dead and waiting(join.predictions) == keyed(["b"])
     # a label later than the maximum delay is dead-lettered even before its prediction expired
     pairs, dead = join.add_labels(labels(["b"], [16 * MINUTE], sources=("l.jsonl:7",)))
     assert pairs == [] and [d.reason for d in dead] == ["label_too_late"] and len(join) == 0
@@ -189,8 +198,27 @@ def test_the_columnar_join_pairs_expires_and_dead_letters_as_the_rules_one_by_on
             assert expired == want and sorted((d.reason, json.loads(d.record)["event_id"]) for d in dead) == sorted(want_dead)
         else:
             join = pickle.loads(pickle.dumps(join))
-        assert sorted(join.predictions) == sorted(oracle.predictions) and sorted(join.labels) == sorted(oracle.labels)
+        assert waiting(join.predictions) == keyed(oracle.predictions) and waiting(join.labels) == keyed(oracle.labels)
         assert len(join) == len(oracle.predictions) + len(oracle.labels)
         times = [v[1] + oracle.max_delay_ms for v in oracle.predictions.values()] + [
             v[1] + oracle.grace_ms for v in oracle.labels.values()]
         assert join.next_deadline() == (None if not times else min(times) + 1 + (-(min(times) + 1)) % MINUTE)
+
+
+def test_keys_are_the_xxh3_128_of_the_ids_and_rows_sharing_a_high_half_are_told_apart():
+    import xxhash
+
+    from ampel_monitor.labels import _Waiting
+
+    (key,) = event_keys(np.array(["e-1"], dtype=object)).tolist()
+    digest = xxhash.xxh3_128_digest(b"e-1")
+    assert key == [int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")]
+    # keys made to share their high half (a 2^-64 chance between two ids): each finds its own row
+    side = _Waiting()
+    side.add(np.array([[1, 5], [1, 6], [2, 5]], dtype=np.uint64), {"ts": np.array([10, 11, 12])})
+    side.remove(np.array([0]))  # (1, 5) leaves, then waits again, newer, twice in one batch
+    side.add(np.array([[1, 5], [1, 5]], dtype=np.uint64), {"ts": np.array([13, 14])})
+    found = side.find(np.array([[1, 6], [1, 5], [1, 7], [2, 5], [3, 5]], dtype=np.uint64))
+    assert side.take(found[found >= 0])["ts"].tolist() == [11, 14, 12] and (found < 0).tolist() == [
+        False, False, True, False, True]
+    assert len(side) == 3 and waiting(side.keys()) == [(1, 5), (1, 6), (2, 5)]
