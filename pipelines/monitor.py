@@ -174,8 +174,11 @@ def build(
     ab = [windowed["metrics"] | "CompareVersions" >> CompareVersions(baselines, "metrics", slide_ms)] if baselines else []
     quality = None
     if label_streams:
+        # the streams of predictions as read: the join shards and counts them where they are
+        # read, so their features never cross to it; the labels, sharded in the read's stage
+        # too, slowed the read down (measured on Prism), so they are flattened first
         joined = (
-            (batches, _merged(label_streams, "AllLabels"))
+            (tuple(streams), _merged(label_streams, "AllLabels"))
             | "Quality" >> QualityWindows(config.models, {m: s.profile.quality for m, s in specs.items()},
                                           config.windows, config.labels or LabelsConfig(), streaming)
         )

@@ -166,6 +166,11 @@ def _join_all(element: tuple[tuple[str, int], Any], labels: LabelsConfig, slide_
     yield from _match(join, model, batches, window.GlobalWindow().max_timestamp())
 
 
+def _nth(i: int) -> str:
+    """A label's suffix for the ``i``-th of several inputs: none for the first."""
+    return str(i) if i else ""
+
+
 def _prediction_counts(element: tuple[str, Any]) -> Iterator[tuple[tuple[str, str], int]]:
     model, batch = element
     if isinstance(batch, EventBatch):
@@ -259,7 +264,9 @@ class QualityWindows(beam.PTransform):
     """Joins labels to predictions and computes quality per sliding window.
 
     Applied to ``(predictions, labels)``: keyed ``(model, EventBatch)`` and ``(model,
-    LabelBatch)`` PCollections. Returns ``quality``, ``((model, version), record)`` with
+    LabelBatch)`` PCollections, the predictions one or a tuple of several (the streams as
+    read, other batches among them pass by: each is sharded and counted where it is read,
+    so that only the columns the join needs cross to it). Returns ``quality``, ``((model, version), record)`` with
     record = {model, version, window_start, window_end, late, pane, quality: {...}}, and
     the dead letters of labels without a prediction. With ``streaming`` False (bounded
     input) the join groups each (model, shard) once instead of keeping state; the result
@@ -274,14 +281,17 @@ class QualityWindows(beam.PTransform):
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> dict[str, beam.PCollection]:
         predictions, labels = inputs
+        streams = predictions if isinstance(predictions, tuple) else (predictions,)
         shards, w = self._labels.shards, self._windows
         specs = {m.id: QualitySpec(m.task, m.positive_label, m.sensitive) for m in self._models}
         # each step before a flatten, not after it: a runner may run a flatten's consumer as a
-        # stage of its own, moving every element once more
+        # stage of its own, moving every element (here whole batches of predictions, features
+        # and all) once more
         sensitive = {m.id: m.sensitive for m in self._models}
         sharded = (
-            (predictions | "ShardPredictions" >> beam.FlatMap(_shard_predictions, shards, sensitive)
-             | "PredictionsUnwindowed" >> beam.WindowInto(window.GlobalWindows()),
+            (*[stream | f"ShardPredictions{_nth(i)}" >> beam.FlatMap(_shard_predictions, shards, sensitive)
+               | f"PredictionsUnwindowed{_nth(i)}" >> beam.WindowInto(window.GlobalWindows())
+               for i, stream in enumerate(streams)],
              labels | "ShardLabels" >> beam.FlatMap(_shard_labels, shards)
              | "LabelsUnwindowed" >> beam.WindowInto(window.GlobalWindows()))
             | "BothSides" >> beam.Flatten()
@@ -305,9 +315,10 @@ class QualityWindows(beam.PTransform):
                         allowed_lateness=lateness,
                     ))
 
-        counts = predictions | "PredictionCounts" >> beam.FlatMap(_prediction_counts)
+        counts = [sliced(stream | f"PredictionCounts{_nth(i)}" >> beam.FlatMap(_prediction_counts), f"Counts{_nth(i)}")
+                  for i, stream in enumerate(streams)]
         quality = (
-            (sliced(joined.pairs, "Pairs"), sliced(counts, "Counts"))
+            (sliced(joined.pairs, "Pairs"), *counts)
             | "PairsAndCounts" >> beam.Flatten()
             | "CombineQualitySlices" >> beam.CombinePerKey(_QualityCombineFn(specs))
             | "QualityWindows" >> beam.WindowInto(

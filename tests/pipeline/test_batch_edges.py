@@ -20,27 +20,29 @@ from tests.pipeline.streams import write_setup
 from transforms.coders import BatchCoder
 
 
-def _graph(tmp_path) -> dict[str, tuple[str, beam.coders.Coder]]:
-    """Each transform's outputs: full label[tag] -> (transform type, the output's coder)."""
+def _graph(tmp_path) -> tuple[dict[str, tuple[str, beam.coders.Coder]], dict[str, list[str]]]:
+    """Each transform's outputs, full label[tag] -> (transform type, the output's coder), and
+    each transform's inputs, full label -> the full labels of their producers."""
     write_setup(tmp_path, [], {}, extra={"labels": {"max_delay": "1h"}})
     topics = {kind: f"t-{kind}" for kind in ("predictions", "labels", "resources", "alerts", "dead_letters")}
     config = load_config(kafka_config(tmp_path, topics, {"size": "2m", "slide": "1m", "allowed_lateness": "1m"}))
     pipeline = beam.Pipeline(options=PipelineOptions(["--streaming"]))
     build(pipeline, config, load_specs(config), (), (), str(tmp_path / "out"), KafkaSource(labels=True))
-    edges = {}
+    edges, inputs = {}, {}
 
     class Edges(PipelineVisitor):
         def visit_transform(self, node) -> None:
+            inputs[node.full_label] = [pcoll.producer.full_label for pcoll in node.inputs if pcoll.producer]
             for tag, pcoll in node.outputs.items():
                 edges[f"{node.full_label}[{tag}]"] = (type(node.transform).__name__,
                                                       beam.coders.registry.get_coder(pcoll.element_type))
 
     pipeline.visit(Edges())
-    return edges
+    return edges, inputs
 
 
 def test_batches_leave_the_kafka_reader_and_the_gate_with_the_batch_coder(tmp_path):
-    edges = _graph(tmp_path)
+    edges, _ = _graph(tmp_path)
 
     def coder(suffix: str) -> beam.coders.Coder:
         (found,) = [c for label, (_, c) in edges.items() if label.endswith(suffix)]
@@ -54,13 +56,18 @@ def test_batches_leave_the_kafka_reader_and_the_gate_with_the_batch_coder(tmp_pa
         assert isinstance(value.coders()[1], BatchCoder), (suffix, value)
 
 
-def test_flattened_batches_and_labels_keep_the_batch_coder(tmp_path):
-    edges = _graph(tmp_path)
+def test_flattened_batches_and_labels_keep_the_batch_coder_and_the_join_takes_predictions_as_read(tmp_path):
+    edges, inputs = _graph(tmp_path)
     flattens = sorted(label for label, (kind, _) in edges.items() if kind == "Flatten")
     for name in ("AllBatches[None]", "AllLabels[None]"):
         value = edges[name][1]
         assert isinstance(value, beam.coders.TupleCoder) and isinstance(value.coders()[1], BatchCoder), (name, value)
+    # whole batches of predictions reach the quality steps from the read step itself, not
+    # through a flatten whose consumers' stage would decode them once more
+    read = "ReadKafka/ReadPartition/ParDo(_ReadPartitionDoFn)"
+    assert sorted(label for label, producers in inputs.items() if label.startswith("Quality/") and read in producers) == [
+        "Quality/PredictionCounts", "Quality/ShardPredictions"]
+    assert not [label for label, producers in inputs.items() if label.startswith("Quality/") and "AllBatches" in producers]
     # the join's two sides are windowed before they meet, not after
     assert [label for label in flattens if "BothSides" in label] == ["Quality/BothSides[None]"]
-    assert {label.split("/")[1].split("[")[0] for label in edges
-            if label.startswith("Quality/") and "Unwindowed" in label} == {"LabelsUnwindowed", "PredictionsUnwindowed"}
+    assert inputs["Quality/BothSides"] == ["Quality/PredictionsUnwindowed", "Quality/LabelsUnwindowed"]
