@@ -145,9 +145,10 @@ def main() -> None:
     parser.add_argument("--live-rate", type=float, default=2000)
     args = parser.parse_args()
     prism = ["--runner=PrismRunner", f"--prism_location={script('prism.sh', 'build')}", "--environment_type=LOOPBACK"]
+    jar = script("flink-job-server.sh", "fetch")  # first: the version is known once it is here
     flink = ["--runner=FlinkRunner", "--flink_master=[local]",
              f"--flink_version={script('flink-job-server.sh', 'flink-version')}",
-             f"--flink_job_server_jar={script('flink-job-server.sh', 'fetch')}", "--environment_type=LOOPBACK"]
+             f"--flink_job_server_jar={jar}", "--environment_type=LOOPBACK"]
     rows = [("step", "events", "seconds", "events/s", "processing s", "events/s processing", "note")]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
