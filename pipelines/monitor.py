@@ -175,8 +175,8 @@ def build(
     quality = None
     if label_streams:
         # the streams of predictions as read: the join shards and counts them where they are
-        # read, so their features never cross to it; the labels, sharded in the read's stage
-        # too, slowed the read down (measured on Prism), so they are flattened first
+        # read, so their features never cross to it (the labels, sharded in the read's stage
+        # too, measured no faster on Prism: they are flattened first)
         joined = (
             (tuple(streams), _merged(label_streams, "AllLabels"))
             | "Quality" >> QualityWindows(config.models, {m: s.profile.quality for m, s in specs.items()},
