@@ -173,7 +173,7 @@ def event_keys(event_ids: np.ndarray) -> np.ndarray:
     shard share a key with a probability of about n² / 2¹²⁹: never, in practice.
     """
     digests = b"".join(map(xxhash.xxh3_128_digest, map(str.encode, event_ids.tolist())))
-    return np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2)
+    return np.frombuffer(digests, dtype="<u8").reshape(-1, 2)  # little-endian on every machine
 
 
 def shards_of(keys: np.ndarray, shards: int) -> np.ndarray:
@@ -233,7 +233,7 @@ class _Waiting:
     A mask says which rows still wait. Appended rows are kept as chunks until rows are
     looked up; then they are concatenated and sorted by key once, and of a key waiting
     twice only the newest row waits. Pickles without the rows gone: a shard's state costs
-    a few numeric arrays to write and read, no object per event.
+    a few arrays to write and read, and no index is rebuilt after it is read.
     """
 
     def __init__(self) -> None:
