@@ -190,8 +190,8 @@ def _cmd_loadgen(args: argparse.Namespace) -> int:
             kafka = replace(configured, bootstrap=args.bootstrap)
     topics = kafka.topics if args.config else KafkaTopics()
     stats = run_loadgen(kafka.client_config(), args.rate, args.duration, args.scenario, args.format,
-                        args.confluent_framing, topics, args.label_delay, args.labelled_fraction, args.seed,
-                        pace=not args.no_pace)
+                        args.confluent_framing, topics, args.label_delay, args.labelled_fraction,
+                        args.label_delay_min, args.seed, pace=not args.no_pace)
     print(f"produced {stats.predictions:,} predictions, {stats.labels:,} labels and {stats.resources:,} resource "
           f"samples in {stats.seconds:.1f} s: {stats.rate:,.0f} predictions/s")
     return 0
@@ -343,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     loadgen.add_argument("--format", default="avro", choices=("avro", "json"))
     loadgen.add_argument("--confluent-framing", action="store_true", help="Avro with the Confluent framing")
     loadgen.add_argument("--label-delay", type=float, default=60.0, help="seconds until a label arrives (60)")
+    loadgen.add_argument("--label-delay-min", type=float, default=None,
+                         help="draw each label's delay uniformly from this many seconds to --label-delay")
     loadgen.add_argument("--labelled-fraction", type=float, default=0.5, help="share of predictions labelled (0.5)")
     loadgen.add_argument("--seed", type=int, default=7)
     loadgen.add_argument("--no-pace", action="store_true", help="produce as fast as possible (benchmarks)")

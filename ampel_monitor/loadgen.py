@@ -5,8 +5,9 @@ features and outputs, without attributions), stamped with the wall-clock time as
 ``rate`` events per second. Each second of traffic is drawn at once with numpy as
 columns, encoded (Avro in bulk by ``avro_writer``, JSON record by record) and handed to
 one confluent-kafka producer, keyed by model. A share of the predictions gets its label
-``label_delay`` seconds later on the labels topic; every host of every model reports a
-resource sample every 15 s.
+``label_delay`` seconds later on the labels topic (or after a delay drawn uniformly from
+``label_delay_min`` to ``label_delay``); every host of every model reports a resource
+sample every 15 s.
 
 Scenarios: ``steady`` (no incident), ``drift`` (credit-risk's inputs drift from 55 %
 of the run on), ``latency-spike``, ``errors`` (an error burst), ``mixed`` (all four
@@ -15,7 +16,8 @@ incidents of the demo, resource pressure included).
 
 from __future__ import annotations
 
-import collections
+import heapq
+import itertools
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -86,6 +88,7 @@ def run_loadgen(
     topics: KafkaTopics = KafkaTopics(),
     label_delay: float = 60.0,
     labelled_fraction: float = 0.5,
+    label_delay_min: float | None = None,
     seed: int = 7,
     pace: bool = True,
     out: TextIO = sys.stderr,
@@ -101,8 +104,11 @@ def run_loadgen(
         confluent: Avro with the Confluent framing (schema ids 1, 2, 3 for predictions,
             labels and resource samples).
         topics: the topic names.
-        label_delay: seconds between a prediction and its label.
+        label_delay: seconds between a prediction and its label (with
+            ``label_delay_min``, the longest).
         labelled_fraction: the share of predictions that get a label.
+        label_delay_min: when given, each label's delay is drawn uniformly between it and
+            ``label_delay`` (labels then arrive out of their predictions' order).
         seed: the seed of the traffic.
         pace: wait for the wall clock (False: produce as fast as possible, for benchmarks).
         out: where progress goes.
@@ -116,6 +122,10 @@ def run_loadgen(
         raise ValueError(f"rate and duration must be positive, got {rate!r} and {duration!r}")
     if not 0.0 <= labelled_fraction <= 1.0:
         raise ValueError(f"labelled_fraction must be within [0, 1], got {labelled_fraction!r}")
+    shortest = label_delay if label_delay_min is None else label_delay_min
+    if not 0.0 <= shortest <= label_delay:
+        raise ValueError(f"label delays must satisfy 0 <= label_delay_min <= label_delay, got {shortest!r} and "
+                         f"{label_delay!r}")
     formats = {kind: WireFormat(wire, schema, confluent, schema_id) for kind, (schema, schema_id) in TOPIC_SCHEMAS.items()}
     producer = Producer({"linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True,
                          "queue.buffering.max.messages": 1_000_000, **client_config})
@@ -125,13 +135,14 @@ def run_loadgen(
     end_ms = start_ms + int(duration * 1000)
     incidents = {kind: incident for kind, incident in _incidents(start_ms, end_ms).items()
                  if kind in SCENARIOS[scenario]}
-    pending: collections.deque[tuple[int, bytes, str]] = collections.deque()  # labels waiting for their time
+    pending: list[tuple[int, int, bytes, str]] = []  # labels waiting for their time: a heap by (time, order)
     sent = {"predictions": 0, "labels": 0, "resources": 0}
     encode_resource = formats["resources"].encoder()
     encode_events = _encoder(formats["predictions"], encode_predictions)
     encode_truth = _encoder(formats["labels"], encode_labels)
     produce, topic = producer.produce, topics.predictions
-    delay_ms = int(label_delay * 1000)
+    delay_ms = (int(shortest * 1000), int(label_delay * 1000))
+    order = itertools.count()  # ties in time leave the heap in the order labels were made
     carry = 0.0
     for tick in range(int(np.ceil(duration))):
         begin = start_ms + tick * 1000
@@ -141,13 +152,16 @@ def run_loadgen(
         if n:
             events, truth = _columns(rng, _split(n), begin, finish, incidents, attributions=False)
             labels = truth.take(rng.random(n) < labelled_fraction)
-            labels = replace(labels, timestamp=labels.timestamp + delay_ms)
+            delays = delay_ms[1] if delay_ms[0] == delay_ms[1] else rng.integers(*delay_ms, endpoint=True,
+                                                                                  size=labels.timestamp.size)
+            labels = replace(labels, timestamp=labels.timestamp + delays)
             for value, key in zip(encode_events(events), events.strings.text(events.model_id).tolist()):
                 try:
                     produce(topic, value, key)
                 except BufferError:  # the local queue is full
                     _produce(producer, topic, value, key)
-            pending.extend(zip(labels.timestamp.tolist(), encode_truth(labels), labels.strings.text(labels.model_id).tolist()))
+            for row in zip(labels.timestamp.tolist(), order, encode_truth(labels), labels.strings.text(labels.model_id).tolist()):
+                heapq.heappush(pending, row)
             sent["predictions"] += n
         if tick % _RESOURCE_PERIOD_S == 0:  # one sample per host, stamped now
             for sample in _resources(rng, begin, begin + _RESOURCE_PERIOD_S * 1000, incidents):
@@ -156,7 +170,7 @@ def run_loadgen(
                 sent["resources"] += 1
         now_ms = int(time.time() * 1000) if pace else finish
         while pending and pending[0][0] <= now_ms:
-            _, value, key = pending.popleft()
+            _, _, value, key = heapq.heappop(pending)
             _produce(producer, topics.labels, value, key)
             sent["labels"] += 1
         producer.poll(0)
@@ -174,11 +188,11 @@ def run_loadgen(
                 time.sleep(min(wait, 1.0))
                 producer.poll(0)
                 continue
-            _, value, key = pending.popleft()
+            _, _, value, key = heapq.heappop(pending)
             _produce(producer, topics.labels, value, key)
             sent["labels"] += 1
     else:
-        for _, value, key in pending:
+        for _, _, value, key in sorted(pending):
             _produce(producer, topics.labels, value, key)
             sent["labels"] += 1
     remaining = producer.flush(60)

@@ -6,9 +6,10 @@ Starts its own broker (scripts/kafka.sh, port 49092, data in a temporary directo
 2. The pipeline reading the topics it filled (``--stop-at-end``) on Prism and on Flink
    ``[local]``: events/s over the whole run (start-up included) and over its processing
    (from the first event read to the last window written).
-3. Topics with half of the predictions labelled 30 minutes (event time) later, read on
-   Prism without and with a ``labels`` section (the streaming label join and quality
-   windows), alternately ``--repeats`` times each: medians, and the labels' cost.
+3. Topics with half of the predictions labelled 0-60 minutes (event time, uniformly)
+   later, read on Prism without and with a ``labels`` section (the streaming label join
+   and quality windows), alternately ``--repeats`` times each: medians, and the labels'
+   cost.
 4. Latency on Prism: a live stream at ``--live-rate`` events/s for 60 s, 10 s tumbling
    windows; for each window, the time its metrics appeared minus its end.
 
@@ -78,7 +79,7 @@ def write_config(workdir: Path, topics: dict, windows: dict, wire: str, labels: 
 
 
 def loadgen(topics: dict, events: int, wire: str, pace: bool = False, rate: float = 0, labelled: float = 0.0,
-            label_delay: float = 60.0) -> dict:
+            label_delay: float = 60.0, label_delay_min: float | None = None) -> dict:
     from ampel_monitor.config import KafkaTopics
     from ampel_monitor.loadgen import run_loadgen
 
@@ -86,8 +87,8 @@ def loadgen(topics: dict, events: int, wire: str, pace: bool = False, rate: floa
                         topics["dead_letters"])
     rate = rate or events / 10
     stats = run_loadgen({"bootstrap.servers": BOOTSTRAP}, rate=rate, duration=events / rate, scenario="mixed",
-                        wire=wire, topics=names, labelled_fraction=labelled, label_delay=label_delay, pace=pace,
-                        out=open(os.devnull, "w"))
+                        wire=wire, topics=names, labelled_fraction=labelled, label_delay=label_delay,
+                        label_delay_min=label_delay_min, pace=pace, out=open(os.devnull, "w"))
     return {"events": stats.predictions, "labels": stats.labels, "seconds": stats.seconds, "rate": stats.rate}
 
 
@@ -185,7 +186,7 @@ def labels_cost(workdir: Path, prism: list[str], events: int, repeats: int) -> l
     import statistics
 
     topics = make_topics("bench-labels")
-    produced = loadgen(topics, events, "avro", labelled=0.5, label_delay=1800)
+    produced = loadgen(topics, events, "avro", labelled=0.5, label_delay=3600, label_delay_min=0)
     windows = {"size": "5m", "slide": "1m", "allowed_lateness": "2m"}
     configs = {False: write_config(workdir / "labels-off", topics, windows, "avro"),
                True: write_config(workdir / "labels-on", topics, windows, "avro", labels=True)}
@@ -200,7 +201,7 @@ def labels_cost(workdir: Path, prism: list[str], events: int, repeats: int) -> l
         last = results[-1]
         each = ", ".join(f"{r['seconds']:.1f}" for r in results)
         note = (f"median of {repeats} ({each} s); "
-                + ("50 % labelled 30 min later: the streaming join; "
+                + ("50 % labelled 0-60 min later: the streaming join; "
                    f"{last['counted'] / 5 / produced['events']:.0%} of events in windows, {last['dead']} dead letters"
                    if labels else "the same topics, no labels section: the labels are not read"))
         rows.append((f"Kafka -> metrics {'+ labels ' if labels else ''}on prism (avro, labelled topics)",

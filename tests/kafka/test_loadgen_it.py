@@ -16,12 +16,13 @@ from tests.kafka.conftest import BOOTSTRAP
 pytestmark = pytest.mark.it
 
 
-@pytest.mark.parametrize("wire, confluent", [("avro", True), ("json", False)])
-def test_loadgen_sends_what_it_reports(broker, wire, confluent):
+@pytest.mark.parametrize("wire, confluent, shortest", [("avro", True, None), ("json", False, 0.25)])
+def test_loadgen_sends_what_it_reports(broker, wire, confluent, shortest):
     names = broker.topics(f"loadgen-{wire}")
     topics = KafkaTopics(names["predictions"], names["labels"], names["resources"], names["alerts"], names["dead_letters"])
     stats = run_loadgen({"bootstrap.servers": BOOTSTRAP}, rate=400, duration=4, scenario="mixed", wire=wire,
-                        confluent=confluent, topics=topics, label_delay=1.0, labelled_fraction=0.5, seed=3)
+                        confluent=confluent, topics=topics, label_delay=1.0, labelled_fraction=0.5, seed=3,
+                        label_delay_min=shortest)
     assert stats.predictions == 1600
 
     predictions = broker.consume_all(names["predictions"])
@@ -40,8 +41,14 @@ def test_loadgen_sends_what_it_reports(broker, wire, confluent):
     assert Counter(e["model_id"] for e in events) == {"credit-risk": 640, "fraud-detector": 560, "demand-forecast": 400}
     decoded_labels = [formats["labels"].decode(m.value()) for m in labels]
     by_id = {e["event_id"]: e for e in events}
-    for label in decoded_labels:
-        assert label["timestamp"] == by_id[label["event_id"]]["timestamp"] + 1000
+    delays = [label["timestamp"] - by_id[label["event_id"]]["timestamp"] for label in decoded_labels]
+    if shortest is None:
+        assert set(delays) == {1000}
+    else:  # uniform from 250 to 1000 ms, produced in the order they are due
+        assert min(delays) >= 250 and max(delays) <= 1000 and len(set(delays)) > 100
+        assert abs(sum(delays) / len(delays) - 625) < 40
+        times = [label["timestamp"] for label in decoded_labels]
+        assert times == sorted(times)
     schemas = {m: ModelSchema(tuple(k for k, v in by_id[next(i for i, e in by_id.items() if e["model_id"] == m)]
                                     ["features"].items() if not isinstance(v, str)), (), m == "demand-forecast")
                for m in ("credit-risk", "fraud-detector", "demand-forecast")}
@@ -52,3 +59,10 @@ def test_loadgen_sends_what_it_reports(broker, wire, confluent):
     assert dead == [] and sum(len(b) for b in samples) == 6
     if wire == "json":
         assert json.loads(predictions[0].value())["model_id"] in schemas
+
+
+@pytest.mark.parametrize("shortest, longest", [(2.0, 1.0), (-1.0, 1.0)])
+def test_label_delays_out_of_order_fail_before_anything_is_sent(shortest, longest):
+    with pytest.raises(ValueError, match="label_delay_min <= label_delay"):
+        run_loadgen({"bootstrap.servers": "127.0.0.1:9"}, rate=10, duration=1, label_delay=longest,
+                    label_delay_min=shortest)
