@@ -280,7 +280,8 @@ class QualityWindows(beam.PTransform):
         self._models, self._references, self._windows, self._labels = models, dict(references), windows, labels
         self._streaming = streaming
 
-    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> dict[str, beam.PCollection]:
+    def expand(self, inputs: tuple[beam.PCollection | tuple[beam.PCollection, ...], beam.PCollection]
+               ) -> dict[str, beam.PCollection]:
         predictions, labels = inputs
         streams = predictions if isinstance(predictions, tuple) else (predictions,)
         shards, w = self._labels.shards, self._windows
