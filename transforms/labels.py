@@ -66,9 +66,21 @@ def _shard_predictions(element: tuple[str, Any], shards: int, sensitive: Mapping
     return _sharded(model, "p", Arrivals.predictions(batch, sensitive.get(model, ())), shards)
 
 
-def _shard_labels(element: tuple[str, LabelBatch], shards: int) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
+def _shard_labels(element: tuple[str, LabelBatch], shards: int, max_delay_ms: int) -> list[window.TimestampedValue]:
+    """The labels' payloads, stamped ``max_delay_ms`` before the batch's oldest label: the
+    earliest event time of a prediction that they can still meet.
+
+    A label is known later than its prediction, and a runner may hand a key's elements and
+    timers to the join in event-time order (Prism does): stamped at their own time, labels
+    would wait behind the tick that their predictions set, until the watermark passes it,
+    and each would need a tick of its own. The join ignores its inputs' timestamps (state
+    and ticks are per shard, in the global window).
+    """
     model, batch = element
-    return _sharded(model, "l", Arrivals.labels(batch), shards)
+    if not len(batch):
+        return []
+    earliest = (int(batch.timestamps.min()) - max_delay_ms) / 1000
+    return [window.TimestampedValue(kv, earliest) for kv in _sharded(model, "l", Arrivals.labels(batch), shards)]
 
 
 class _JoinDoFn(beam.DoFn):
@@ -98,12 +110,11 @@ class _JoinDoFn(beam.DoFn):
         return PendingJoin(self._labels.max_delay_ms, self._labels.grace_ms, self._slide_ms,
                            self._sensitive.get(model, ()))
 
-    def process(self, element, timestamp=beam.DoFn.TimestampParam, arrived=beam.DoFn.StateParam(ARRIVED),
-                tick=beam.DoFn.TimerParam(TICK), due=beam.DoFn.StateParam(DUE)):
+    def process(self, element, arrived=beam.DoFn.StateParam(ARRIVED), tick=beam.DoFn.TimerParam(TICK),
+                due=beam.DoFn.StateParam(DUE)):
         _, (newest, data) = element
         arrived.add(data)
-        latest = max(timestamp.micros // 1000, newest)
-        boundary = latest - latest % self._slide_ms + self._slide_ms
+        boundary = newest - newest % self._slide_ms + self._slide_ms
         # never later than it is set already: each batch moving it on to its own slice kept a
         # steady stream from ever reaching it (the shard matched nothing until the input paused)
         set_for = due.read()
@@ -294,7 +305,7 @@ class QualityWindows(beam.PTransform):
             (*[stream | f"ShardPredictions{_nth(i)}" >> beam.FlatMap(_shard_predictions, shards, sensitive)
                | f"PredictionsUnwindowed{_nth(i)}" >> beam.WindowInto(window.GlobalWindows())
                for i, stream in enumerate(streams)],
-             labels | "ShardLabels" >> beam.FlatMap(_shard_labels, shards)
+             labels | "ShardLabels" >> beam.FlatMap(_shard_labels, shards, self._labels.max_delay_ms)
              | "LabelsUnwindowed" >> beam.WindowInto(window.GlobalWindows()))
             | "BothSides" >> beam.Flatten()
         )

@@ -5,6 +5,7 @@ expired is dead-lettered."""
 from __future__ import annotations
 
 import json
+import pickle
 
 import apache_beam as beam
 import numpy as np
@@ -18,7 +19,7 @@ from ampel_monitor.events import EventDecoder, ModelSchema
 from ampel_monitor.labels import LabelBatch
 from drift.profile import ReferenceProfile
 from transforms.counters import REGISTRY
-from transforms.labels import QualityWindows
+from transforms.labels import QualityWindows, _shard_labels
 from transforms.read import DEAD
 from transforms.sinks import WriteJsonLines
 
@@ -131,3 +132,21 @@ def test_a_steady_stream_expires_what_waited_too_long_as_the_watermark_passes(tm
     for p in panes:
         labelled[p["window_start"]] = max(labelled.get(p["window_start"], 0), p["quality"]["labelled"])
     assert labelled == {"2025-12-31T23:59:00Z": 20, "2026-01-01T00:00:00Z": 20}
+
+
+def test_label_payloads_are_stamped_at_the_earliest_prediction_they_can_meet():
+    """A runner may hand a key's elements and timers to the join in event-time order
+    (Prism does): label payloads stamped at the labels' own time would wait behind the
+    tick of their predictions' slice. Each payload is stamped ``max_delay`` before its
+    oldest label, and the shards hold every label once."""
+    ids = np.array([f"e{i}" for i in range(50)], dtype=object)
+    times = T0 + 1_800_000 + np.arange(50, dtype=np.int64) * 1000
+    batch = LabelBatch("m", ids, np.array(["yes"] * 50, dtype=object), times)
+    out = _shard_labels(("m", batch), LABELS.shards, LABELS.max_delay_ms)
+    assert {v.timestamp.micros // 1000 for v in out} == {T0 + 1_800_000 - LABELS.max_delay_ms}
+    shards = [shard for (_, shard), _ in (v.value for v in out)]
+    assert len(shards) == len(set(shards)) > 1
+    sent = [(newest, pickle.loads(data)[1]) for _, (newest, data) in (v.value for v in out)]
+    assert sorted(i for _, rows in sent for i in rows.columns["id"].tolist()) == sorted(ids.tolist())
+    assert all(newest == rows.columns["ts"].max() for newest, rows in sent)
+    assert _shard_labels(("m", batch.take(np.zeros(50, dtype=bool))), LABELS.shards, LABELS.max_delay_ms) == []
