@@ -206,8 +206,9 @@ def labels_cost(workdir: Path, prism: list[str], events: int, repeats: int) -> l
                    if labels else "the same topics, no labels section: the labels are not read"))
         rows.append((f"Kafka -> metrics {'+ labels ' if labels else ''}on prism (avro, labelled topics)",
                      f"{produced['events']:,}", *rates(produced["events"], median[labels]), note))
-    cost = 1 - median[False]["seconds"] / median[True]["seconds"]
-    rows.append(("labels' cost (whole run, medians)", "", "", f"{cost:.1%} of events/s", "", "", "target <= 30 %"))
+    cost = {key: 1 - median[False][key] / median[True][key] for key in ("seconds", "processing")}
+    rows.append(("labels' cost (medians)", "", "", f"{cost['seconds']:.1%} of events/s", "",
+                 f"{cost['processing']:.1%} of events/s", "target <= 30 %"))
     return rows
 
 
