@@ -174,11 +174,10 @@ def build(
     ab = [windowed["metrics"] | "CompareVersions" >> CompareVersions(baselines, "metrics", slide_ms)] if baselines else []
     quality = None
     if label_streams:
-        # the streams of predictions as read: the join shards and counts them where they are
-        # read, so their features never cross to it (the labels, sharded in the read's stage
-        # too, measured no faster on Prism: they are flattened first)
+        # the streams as read: the join shards them (and counts the predictions) where they
+        # are read, so the predictions' features never cross to it
         joined = (
-            (tuple(streams), _merged(label_streams, "AllLabels"))
+            (tuple(streams), tuple(label_streams))
             | "Quality" >> QualityWindows(config.models, {m: s.profile.quality for m, s in specs.items()},
                                           config.windows, config.labels or LabelsConfig(), streaming)
         )

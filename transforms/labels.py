@@ -275,9 +275,9 @@ class QualityWindows(beam.PTransform):
     """Joins labels to predictions and computes quality per sliding window.
 
     Applied to ``(predictions, labels)``: keyed ``(model, EventBatch)`` and ``(model,
-    LabelBatch)`` PCollections, the predictions one or a tuple of several (the streams as
-    read, other batches among them pass by: each is sharded and counted where it is read,
-    so that only the columns the join needs cross to it). Returns ``quality``, ``((model,
+    LabelBatch)`` PCollections, each side one or a tuple of several (the streams as read,
+    other batches among them pass by: each is sharded, and predictions counted, where it
+    is read, so that only the columns the join needs cross to it). Returns ``quality``, ``((model,
     version), record)`` with
     record = {model, version, window_start, window_end, late, pane, quality: {...}}, and
     the dead letters of labels without a prediction. With ``streaming`` False (bounded
@@ -291,10 +291,11 @@ class QualityWindows(beam.PTransform):
         self._models, self._references, self._windows, self._labels = models, dict(references), windows, labels
         self._streaming = streaming
 
-    def expand(self, inputs: tuple[beam.PCollection | tuple[beam.PCollection, ...], beam.PCollection]
-               ) -> dict[str, beam.PCollection]:
+    def expand(self, inputs: tuple[beam.PCollection | tuple[beam.PCollection, ...],
+                                   beam.PCollection | tuple[beam.PCollection, ...]]) -> dict[str, beam.PCollection]:
         predictions, labels = inputs
         streams = predictions if isinstance(predictions, tuple) else (predictions,)
+        label_streams = labels if isinstance(labels, tuple) else (labels,)
         shards, w = self._labels.shards, self._windows
         specs = {m.id: QualitySpec(m.task, m.positive_label, m.sensitive) for m in self._models}
         # each step before a flatten, not after it: a runner may run a flatten's consumer as a
@@ -305,8 +306,9 @@ class QualityWindows(beam.PTransform):
             (*[stream | f"ShardPredictions{_nth(i)}" >> beam.FlatMap(_shard_predictions, shards, sensitive)
                | f"PredictionsUnwindowed{_nth(i)}" >> beam.WindowInto(window.GlobalWindows())
                for i, stream in enumerate(streams)],
-             labels | "ShardLabels" >> beam.FlatMap(_shard_labels, shards, self._labels.max_delay_ms)
-             | "LabelsUnwindowed" >> beam.WindowInto(window.GlobalWindows()))
+             *[stream | f"ShardLabels{_nth(i)}" >> beam.FlatMap(_shard_labels, shards, self._labels.max_delay_ms)
+               | f"LabelsUnwindowed{_nth(i)}" >> beam.WindowInto(window.GlobalWindows())
+               for i, stream in enumerate(label_streams)])
             | "BothSides" >> beam.Flatten()
         )
         if self._streaming:
