@@ -277,12 +277,11 @@ class QualityWindows(beam.PTransform):
     Applied to ``(predictions, labels)``: keyed ``(model, EventBatch)`` and ``(model,
     LabelBatch)`` PCollections, each side one or a tuple of several (the streams as read,
     other batches among them pass by: each is sharded, and predictions counted, where it
-    is read, so that only the columns the join needs cross to it). Returns ``quality``, ``((model,
-    version), record)`` with
-    record = {model, version, window_start, window_end, late, pane, quality: {...}}, and
-    the dead letters of labels without a prediction. With ``streaming`` False (bounded
-    input) the join groups each (model, shard) once instead of keeping state; the result
-    is the same.
+    is read, so that only the columns the join needs cross to it). Returns ``quality``,
+    ``((model, version), record)`` with record = {model, version, window_start,
+    window_end, late, pane, quality: {...}}, and the dead letters of labels without a
+    prediction. With ``streaming`` False (bounded input) the join groups each (model,
+    shard) once instead of keeping state; the result is the same.
     """
 
     def __init__(self, models: tuple[ModelConfig, ...], references: Mapping[str, Mapping[str, float]],
