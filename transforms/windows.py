@@ -91,7 +91,8 @@ class _LatenessGateDoFn(beam.DoFn):
     partitions move it to the clock. So the timer then jumps to where the watermark of a
     live stream is (within the lateness and ``LIVE_SLIDES`` slides of the clock), ticks
     on there while the watermark keeps pace with the clock, and stops once it is ahead
-    of the clock (the end of a stream).
+    of the clock (the end of a stream); further ahead of the clock than the lateness and
+    ``LIVE_SLIDES`` slides, it stops at once, idle slides or not.
     """
 
     #: Slides the timer keeps ticking after the newest slice seen is past its lateness.
@@ -155,6 +156,12 @@ class _LatenessGateDoFn(beam.DoFn):
         clock = int(time.time() * 1000)
         live_from = clock - self._lateness - self._slide * self.LIVE_SLIDES
         idle_until = (latest.read() or now) + self._lateness + self._slide * (1 + self.IDLE_SLIDES)
+        if now > clock + self._lateness + self._slide * self.LIVE_SLIDES:
+            # further ahead of the clock than a live stream's watermark is behind it: the
+            # stream's end (the watermark at infinity), where each tick would fire at once
+            # and hold the windows' last panes back until the idle slides ran out
+            next_tick.clear()
+            return
         if live_from <= now <= clock or following <= idle_until:
             upcoming = following
         elif now < live_from:

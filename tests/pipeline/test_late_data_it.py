@@ -12,6 +12,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream as BeamTestStream
 from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
 
 from ampel_monitor.config import WindowConfig
 from ampel_monitor.events import EventDecoder, ModelSchema
@@ -153,3 +154,44 @@ def test_a_watermark_moved_to_the_clock_without_batches_is_known_to_the_gate(tmp
     assert sorted((p["window_start"], p["count"]) for p in panes) == [
         ("2025-12-31T23:59:00Z", 20), ("2026-01-01T00:00:00Z", 20)]
     assert [d["reason"] for d in dead] == ["too_late"] * 3
+
+
+class _Cell:
+    """A state cell or timer for calling the gate's timer callback directly."""
+
+    def __init__(self, value=None):
+        self.value = value
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+    def clear(self):
+        self.value = None
+
+    def set(self, timestamp):
+        self.value = timestamp.micros // 1000
+
+
+def _tick(gate, fired_ms, latest_ms):
+    known, latest, next_tick, tick = _Cell(), _Cell(latest_ms), _Cell(fired_ms), _Cell()
+    gate.on_tick(Timestamp(micros=fired_ms * 1000), known, latest, next_tick, tick)
+    return next_tick.value, tick.value
+
+
+def test_the_gate_stops_ticking_once_its_timer_is_further_ahead_of_the_clock_than_a_live_stream():
+    """At a stream's end the watermark jumps to infinity and every tick fires at once: the
+    timer stops once it is more than the lateness and LIVE_SLIDES slides ahead of the
+    clock, not only after its IDLE_SLIDES slides past the newest slice."""
+    slide, lateness = 60_000, 120_000
+    gate = _LatenessGateDoFn(slide, lateness)
+    clock = int(time.time() * 1000) // slide * slide
+    ahead = lateness + slide * _LatenessGateDoFn.LIVE_SLIDES
+    # within a live stream's reach of the clock: ticks on through the idle slides
+    assert _tick(gate, clock + ahead - slide, latest_ms=clock) == (clock + ahead, clock + ahead)
+    # beyond it: stops, though the newest slice is only two slides behind
+    assert _tick(gate, clock + ahead + slide, latest_ms=clock + ahead - slide) == (None, None)
+    # a replay far behind the clock still ticks through its idle slides
+    assert _tick(gate, T0 + slide, latest_ms=T0) == (T0 + 2 * slide, T0 + 2 * slide)
