@@ -227,6 +227,27 @@ class _StepWatermarks:
 _WATERMARKS = _StepWatermarks()
 
 
+class _Quiet:
+    """How long each partition has been read to the same offset, as seen by one reader.
+
+    Counted from the offset, not from the last message this reader claimed: a runner hands
+    a partition's restriction to any of its worker's DoFn instances, and one that read the
+    partition long ago must not take the messages others have read since for silence (it
+    would finish the partition, ``stop_when_idle``, in the middle of the stream).
+    """
+
+    def __init__(self) -> None:
+        self._since: dict[tuple[str, int], tuple[int, float]] = {}
+
+    def seconds(self, partition: tuple[str, int], offset: int, now: float) -> float:
+        """Seconds since this reader first found ``partition`` with nothing after ``offset``."""
+        offset_then, since = self._since.get(partition, (None, now))
+        if offset_then != offset:
+            self._since[partition] = (offset, now)
+            return 0.0
+        return now - since
+
+
 class _ReadPartitionDoFn(beam.DoFn):
     def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int,
                  stop_when_idle: float | None, step: str) -> None:
@@ -236,7 +257,7 @@ class _ReadPartitionDoFn(beam.DoFn):
 
     def setup(self) -> None:
         self._consumers: dict[tuple[str, int], tuple[Consumer, int]] = {}
-        self._last_message: dict[tuple[str, int], float] = {}
+        self._quiet = _Quiet()
         self._decoder = EventDecoder(self._schemas, self._slide_ms)
         avro_columns.load_kernels()
         self._wire = {kind: WireFormat(self._kafka.format, schema, self._kafka.confluent, schema_id,
@@ -303,7 +324,6 @@ class _ReadPartitionDoFn(beam.DoFn):
                 next_offset = claimed[-1].offset() + 1
                 if not ended:
                     self._consumers[key] = (consumer, next_offset)
-                self._last_message[key] = time.monotonic()
                 pending += claimed
                 if len(pending) >= _DECODE_MESSAGES:
                     yield from self._flush(element, pending, watermark, consumer)
@@ -318,7 +338,7 @@ class _ReadPartitionDoFn(beam.DoFn):
             if not messages:
                 yield from self._flush(element, pending, watermark, consumer)
                 pending = []
-                idle = time.monotonic() - self._last_message.setdefault(key, time.monotonic())
+                idle = self._quiet.seconds(key, next_offset, time.monotonic())
                 if idle >= self._kafka.idle_timeout and _caught_up(consumer, element, next_offset):
                     self._advance(watermark, key, int(time.time() * 1000) - self._skew_ms)
                     if self._stop_when_idle is not None and idle >= self._stop_when_idle:
