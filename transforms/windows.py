@@ -152,16 +152,17 @@ class _LatenessGateDoFn(beam.DoFn):
     ) -> None:
         now = fired.micros // 1000
         known.write(now)
-        following = now + self._slide
         clock = int(time.time() * 1000)
-        live_from = clock - self._lateness - self._slide * self.LIVE_SLIDES
-        idle_until = (latest.read() or now) + self._lateness + self._slide * (1 + self.IDLE_SLIDES)
-        if now > clock + self._lateness + self._slide * self.LIVE_SLIDES:
+        lag = self._lateness + self._slide * self.LIVE_SLIDES  # of a live stream's watermark, at most
+        if now > clock + lag:
             # further ahead of the clock than a live stream's watermark is behind it: the
             # stream's end (the watermark at infinity), where each tick would fire at once
             # and hold the windows' last panes back until the idle slides ran out
             next_tick.clear()
             return
+        following = now + self._slide
+        live_from = clock - lag
+        idle_until = (latest.read() or now) + self._lateness + self._slide * (1 + self.IDLE_SLIDES)
         if live_from <= now <= clock or following <= idle_until:
             upcoming = following
         elif now < live_from:
