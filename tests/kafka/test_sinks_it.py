@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from ampel_monitor.elastic import sample
+from ampel_monitor.window import rfc3339
 from ampel_monitor.wire import WireFormat
 from tests.kafka.conftest import kafka_config, lines, output, start_pipeline, wait_for
 from tests.pipeline.streams import make_events, write_setup
@@ -148,12 +149,8 @@ def _check_elasticsearch(elasticsearch, prefix: str, out, produced: list[dict]) 
 
 def _check_counts(out, final: dict[tuple, dict], produced: list[dict]) -> None:
     """Every window counts exactly the events produced into it (10 s tumbling windows)."""
-    from datetime import datetime, timezone
-
-    def end(ms: int) -> str:
-        return datetime.fromtimestamp((ms // 10_000 + 1) * 10, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    expected = Counter((e["model_id"], e["model_version"], end(e["timestamp"])) for e in produced)
+    expected = Counter((e["model_id"], e["model_version"], rfc3339(e["timestamp"] // 10_000 * 10_000 + 10_000))
+                       for e in produced)
     counted = {key: m["count"] for key, m in final.items()}
     differ = {key: (n, counted.get(key)) for key, n in sorted(expected.items()) if counted.get(key) != n}
     differ.update({key: (None, n) for key, n in counted.items() if key not in expected})
