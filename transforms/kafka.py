@@ -47,7 +47,7 @@ import numpy as np
 from apache_beam import pvalue
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
-from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.io.iobase import WatermarkEstimator
 from apache_beam.runners.sdf_utils import RestrictionTrackerView
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
@@ -169,14 +169,46 @@ class _OffsetProvider(RestrictionProvider):
         return None if restriction.stop == _UNBOUNDED else restriction
 
 
+class _PartitionWatermark(WatermarkEstimator):
+    """A partition's watermark: its own estimate, held to the slowest of its read step.
+
+    The state keeps both, epoch ms: the partition's own estimate (the newest event time
+    read less the skew, or the clock's less the skew once idle; it never goes back) and
+    the watermark reported, the smallest own estimate among the step's partitions
+    (``_StepWatermarks``). A call puts the own estimate among the step's: taken for the
+    partition's own, the held watermark would feed the step's minimum back into itself,
+    and with partitions read side by side it kept the watermark where it was while
+    events flowed.
+    """
+
+    def __init__(self, state: tuple[int, int]) -> None:
+        self._own_ms, self._held_ms = state
+
+    def observe_timestamp(self, timestamp: Timestamp) -> None:
+        pass
+
+    def current_watermark(self) -> Timestamp:
+        return Timestamp(micros=self._held_ms * 1000)
+
+    def get_estimator_state(self) -> tuple[int, int]:
+        return self._own_ms, self._held_ms
+
+    def own(self) -> int:
+        """The partition's own estimate (the runner's wrapper passes on methods only)."""
+        return self._own_ms
+
+    def hold(self, own_ms: int, held_ms: int) -> None:
+        self._own_ms, self._held_ms = max(self._own_ms, own_ms), max(self._held_ms, held_ms)
+
+
 class _WatermarkProvider(WatermarkEstimatorProvider):
-    """A manual estimator starting at the epoch (a fresh one has nothing to hold back)."""
+    """Estimates starting at the epoch (a fresh partition has nothing to hold back)."""
 
-    def initial_estimator_state(self, element: KafkaPartition, restriction: OffsetRange) -> Timestamp:
-        return Timestamp(0)
+    def initial_estimator_state(self, element: KafkaPartition, restriction: OffsetRange) -> tuple[int, int]:
+        return 0, 0
 
-    def create_watermark_estimator(self, state: Timestamp) -> ManualWatermarkEstimator:
-        return ManualWatermarkEstimator(state)
+    def create_watermark_estimator(self, state: tuple[int, int]) -> _PartitionWatermark:
+        return _PartitionWatermark(state)
 
 
 class _StepWatermarks:
@@ -287,7 +319,7 @@ class _ReadPartitionDoFn(beam.DoFn):
         self,
         element: KafkaPartition,
         tracker: RestrictionTrackerView = beam.DoFn.RestrictionParam(_OffsetProvider()),
-        watermark: ManualWatermarkEstimator = beam.DoFn.WatermarkEstimatorParam(_WatermarkProvider()),
+        watermark: _PartitionWatermark = beam.DoFn.WatermarkEstimatorParam(_WatermarkProvider()),
     ) -> Iterator[Any]:
         restriction = tracker.current_restriction()
         key = (element.topic, element.partition)
@@ -295,9 +327,7 @@ class _ReadPartitionDoFn(beam.DoFn):
         if next_offset >= restriction.stop:
             _WATERMARKS.done(self._step, key)
             return
-        # from what its estimator holds (after a restore from a checkpoint, that is where it is)
-        current = watermark.current_watermark()
-        _WATERMARKS.report(self._step, key, current.micros // 1000 if current is not None else 0, element.siblings)
+        self._resume(watermark, key, element.siblings)
         consumer = self._consumer_at(element, next_offset)
         deadline = time.monotonic() + _BUNDLE_SECONDS
         pending: list = []  # claimed, not yet decoded: decoded together, into fewer and larger batches
@@ -349,7 +379,7 @@ class _ReadPartitionDoFn(beam.DoFn):
         yield from self._flush(element, pending, watermark, consumer)
         tracker.defer_remainder(Duration(seconds=0 if next_offset > restriction.start else _POLL_SECONDS))
 
-    def _flush(self, element: KafkaPartition, claimed: list, watermark: ManualWatermarkEstimator,
+    def _flush(self, element: KafkaPartition, claimed: list, watermark: _PartitionWatermark,
                consumer: Consumer) -> Iterator[Any]:
         """Emits the claimed messages' batches and dead letters, then moves the watermark on
         and commits their offsets to the group."""
@@ -361,12 +391,16 @@ class _ReadPartitionDoFn(beam.DoFn):
         consumer.commit(offsets=[TopicPartition(element.topic, element.partition, claimed[-1].offset() + 1)],
                         asynchronous=True)
 
-    def _advance(self, watermark: ManualWatermarkEstimator, partition: tuple[str, int], epoch_ms: int) -> None:
-        """Moves the partition's estimate to ``epoch_ms``; its watermark to the step's slowest."""
-        candidate = Timestamp(micros=_WATERMARKS.report(self._step, partition, epoch_ms) * 1000)
-        current = watermark.current_watermark()
-        if current is None or candidate > current:
-            watermark.set_watermark(candidate)
+    def _resume(self, watermark: _PartitionWatermark, partition: tuple[str, int],
+                siblings: tuple[tuple[str, int], ...]) -> None:
+        """Puts the partition's own estimate among its step's as a call starts, from its
+        estimator's state (after a restore from a checkpoint, that is where it is)."""
+        _WATERMARKS.report(self._step, partition, watermark.own(), siblings)
+
+    def _advance(self, watermark: _PartitionWatermark, partition: tuple[str, int], epoch_ms: int) -> None:
+        """Moves the partition's own estimate on to ``epoch_ms``; its watermark to the step's slowest."""
+        own = max(watermark.own(), epoch_ms)
+        watermark.hold(own, _WATERMARKS.report(self._step, partition, own))
 
     def _emit(self, element: KafkaPartition, messages: list) -> Iterator[Any]:
         """Decodes messages into batches and dead letters; returns the newest event time (ms)."""
