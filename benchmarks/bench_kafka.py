@@ -5,7 +5,8 @@ Starts its own broker (scripts/kafka.sh, port 49092, data in a temporary directo
 1. ``loadgen`` as fast as it can (no pacing): predictions/s from one core, Avro and JSON.
 2. The pipeline reading the topics it filled (``--stop-at-end``) on Prism and on Flink
    ``[local]``: events/s over the whole run (start-up included) and over its processing
-   (from the first event read to the last window written).
+   (from the first event read to the last window written). Avro on Prism again with the
+   pipeline and Prism held to one core (CPU affinity; the broker keeps both).
 3. Topics with half of the predictions labelled 0-60 minutes (event time, uniformly)
    later, read on Prism without and with a ``labels`` section (the streaming label join
    and quality windows), alternately ``--repeats`` times each: medians, and the labels'
@@ -110,18 +111,20 @@ def events_read(port: int) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("ampel_events_total{"))
 
 
-def run_pipeline(config: Path, out: Path, runner: list[str], extra: list[str]) -> dict:
+def run_pipeline(config: Path, out: Path, runner: list[str], extra: list[str], cores: set[int] | None = None) -> dict:
     """Runs the pipeline to its end. ``seconds`` is the whole run; ``processing`` runs from
     the first event read (polled on its /metrics) to the last window (metrics or quality)
     written, leaving out the start-up (imports, the runner, the job's submission) and the
     shut-down. ``cpu`` is the CPU time (user and system) of the pipeline's process and
-    of the runner it starts and waits for (Prism)."""
+    of the runner it starts and waits for (Prism). ``cores``: the CPUs the pipeline and
+    the processes it starts may run on (all by default)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     port = free_port()
     started = time.time()
     process = subprocess.Popen([sys.executable, "-m", "ampel_monitor.cli", "run", "--config", str(config), "--out",
                                 str(out), "--metrics-port", str(port), *extra, *runner],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                               preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
     first_read = None
     while process.poll() is None:
         if first_read is None and events_read(port) > 0:
@@ -177,6 +180,14 @@ def main() -> None:
                     result = run_pipeline(config, out, runner, ["--stop-at-end"])
                     rows.append((f"Kafka -> metrics on {name} ({wire})", f"{produced['events']:,}",
                                  *rates(produced["events"], result), f"{result['windows']} window results"))
+                if wire == "avro":
+                    core = max(os.sched_getaffinity(0))
+                    config = write_config(workdir / "avro-one-core", topics,
+                                          {"size": "5m", "slide": "1m", "allowed_lateness": "2m"}, wire)
+                    result = run_pipeline(config, workdir / "out-avro-one-core", prism, ["--stop-at-end"], {core})
+                    rows.append(("Kafka -> metrics on prism (avro, one core)", f"{produced['events']:,}",
+                                 *rates(produced["events"], result),
+                                 f"{result['windows']} window results; the pipeline and Prism on CPU {core} only"))
             rows += labels_cost(workdir, prism, args.events, args.repeats)
             if not args.labels_only:
                 latency = live_latency(workdir, prism, args.live_rate)
