@@ -56,14 +56,14 @@ def test_batches_leave_the_kafka_reader_and_the_gate_with_the_batch_coder(tmp_pa
         assert isinstance(value.coders()[1], BatchCoder), (suffix, value)
 
 
-def test_flattened_batches_keep_the_batch_coder_and_the_join_takes_both_sides_as_read(tmp_path):
+def test_the_metrics_and_the_join_take_the_batches_as_read(tmp_path):
     edges, inputs = _graph(tmp_path)
     flattens = sorted(label for label, (kind, _) in edges.items() if kind == "Flatten")
-    value = edges["AllBatches[None]"][1]
-    assert isinstance(value, beam.coders.TupleCoder) and isinstance(value.coders()[1], BatchCoder), value
-    # whole batches of predictions and labels reach the quality steps from the read step
-    # itself, not through a flatten whose consumers' stage would decode them once more
+    # whole batches of predictions and labels reach the window and quality steps from the
+    # read step itself, not through a flatten whose consumers' stage would decode them once more
     read = "ReadKafka/ReadPartition/ParDo(_ReadPartitionDoFn)"
+    assert not [label for label in flattens if "Batches" in label], flattens
+    assert inputs["WindowMetrics/Heartbeats"] == [read]
     assert sorted(label for label, producers in inputs.items() if label.startswith("Quality/") and read in producers) == [
         "Quality/PredictionCounts", "Quality/ShardLabels", "Quality/ShardPredictions"]
     assert not [label for label, producers in inputs.items() if label.startswith("Quality/") and "AllBatches" in producers]
