@@ -42,6 +42,8 @@ sys.path.insert(0, str(ROOT))
 from common import print_table  # noqa: E402
 
 PORT, CONTROLLER = 49092, 49093
+#: windows of the replayed topics (parts 2 and 3)
+WINDOWS = {"size": "5m", "slide": "1m", "allowed_lateness": "2m"}
 BOOTSTRAP = f"127.0.0.1:{PORT}"
 
 
@@ -175,15 +177,13 @@ def main() -> None:
                              f"{produced['rate']:,.0f}", "", "", "no pacing, 20 numeric/categorical features per event"))
                 for name, runner in (("prism", prism), ("flink [local]", flink)):
                     out = workdir / f"out-{wire}-{name.split()[0]}"
-                    config = write_config(workdir / f"{wire}-{name.split()[0]}", topics,
-                                          {"size": "5m", "slide": "1m", "allowed_lateness": "2m"}, wire)
+                    config = write_config(workdir / f"{wire}-{name.split()[0]}", topics, WINDOWS, wire)
                     result = run_pipeline(config, out, runner, ["--stop-at-end"])
                     rows.append((f"Kafka -> metrics on {name} ({wire})", f"{produced['events']:,}",
                                  *rates(produced["events"], result), f"{result['windows']} window results"))
                 if wire == "avro":
                     core = max(os.sched_getaffinity(0))
-                    config = write_config(workdir / "avro-one-core", topics,
-                                          {"size": "5m", "slide": "1m", "allowed_lateness": "2m"}, wire)
+                    config = write_config(workdir / "avro-one-core", topics, WINDOWS, wire)
                     result = run_pipeline(config, workdir / "out-avro-one-core", prism, ["--stop-at-end"], {core})
                     rows.append(("Kafka -> metrics on prism (avro, one core)", f"{produced['events']:,}",
                                  *rates(produced["events"], result),
@@ -206,9 +206,8 @@ def labels_cost(workdir: Path, prism: list[str], events: int, repeats: int) -> l
 
     topics = make_topics("bench-labels")
     produced = loadgen(topics, events, "avro", labelled=0.5, label_delay=3600, label_delay_min=0)
-    windows = {"size": "5m", "slide": "1m", "allowed_lateness": "2m"}
-    configs = {False: write_config(workdir / "labels-off", topics, windows, "avro"),
-               True: write_config(workdir / "labels-on", topics, windows, "avro", labels=True)}
+    configs = {False: write_config(workdir / "labels-off", topics, WINDOWS, "avro"),
+               True: write_config(workdir / "labels-on", topics, WINDOWS, "avro", labels=True)}
     runs: dict[bool, list[dict]] = {False: [], True: []}
     for i in range(repeats):
         for labels, config in configs.items():

@@ -66,8 +66,27 @@ def test_the_metrics_and_the_join_take_the_batches_as_read(tmp_path):
     assert inputs["WindowMetrics/Heartbeats"] == [read]
     assert sorted(label for label, producers in inputs.items() if label.startswith("Quality/") and read in producers) == [
         "Quality/PredictionCounts", "Quality/ShardLabels", "Quality/ShardPredictions"]
-    assert not [label for label, producers in inputs.items() if label.startswith("Quality/") and "AllBatches" in producers]
     assert not [label for label in flattens if "Labels" in label]
     # the join's two sides are windowed before they meet, not after
     assert [label for label in flattens if "BothSides" in label] == ["Quality/BothSides[None]"]
     assert inputs["Quality/BothSides"] == ["Quality/PredictionsUnwindowed", "Quality/LabelsUnwindowed"]
+
+
+def test_several_streams_are_flattened_with_the_batch_coder(tmp_path):
+    """Events and resource samples from files: two streams, one typed flatten."""
+    config = load_config(write_setup(tmp_path, [], {"size": "2m", "slide": "1m", "allowed_lateness": "1m"}))
+    for name in ("events.jsonl", "resources.jsonl"):
+        (tmp_path / name).write_text("")
+    pipeline = beam.Pipeline(options=PipelineOptions(["--streaming"]))
+    build(pipeline, config, load_specs(config), [str(tmp_path / "events.jsonl")], [str(tmp_path / "resources.jsonl")],
+          str(tmp_path / "out"))
+    coders = {}
+
+    class Edges(PipelineVisitor):
+        def visit_transform(self, node) -> None:
+            for tag, pcoll in node.outputs.items():
+                coders[f"{node.full_label}[{tag}]"] = beam.coders.registry.get_coder(pcoll.element_type)
+
+    pipeline.visit(Edges())
+    value = coders["AllBatches[None]"]
+    assert isinstance(value, beam.coders.TupleCoder) and isinstance(value.coders()[1], BatchCoder), value
