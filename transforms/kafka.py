@@ -492,7 +492,8 @@ class ReadFromKafka(beam.PTransform):
             | "ReadPartition" >> beam.ParDo(
                 _ReadPartitionDoFn(self._kafka, self._schemas, self._slide_ms, self._stop_when_idle, self._step)
             )
-            .with_output_types(tuple[str, Batch], **{LABELS: tuple[str, LabelBatch], DEAD: dict[str, str]})
+            # dead letters untyped, as every other step's that meets them in a flatten
+            .with_output_types(tuple[str, Batch], **{LABELS: tuple[str, LabelBatch]})
             .with_outputs(DEAD, LABELS, main="batches")
         )
 

@@ -45,6 +45,11 @@ from transforms.read import DEAD
 
 __all__ = ["CompareVersions", "QualityWindows"]
 
+#: what the join is sent: ((model, shard), (newest event time, pickled (kind, Arrivals)))
+_SHARDED = tuple[tuple[str, int], tuple[int, bytes]]
+#: labelled pairs and prediction counts per slice: ((model, version), (model, pairs or count))
+_SLICED = tuple[tuple[str, str], tuple[str, Any]]
+
 
 def _payload(kind: str, rows: Arrivals) -> tuple[int, bytes]:
     """What the join is sent of a batch: its newest event time (ms) and ``(kind, rows)``
@@ -301,14 +306,18 @@ class QualityWindows(beam.PTransform):
         # stage of its own, moving every element (here whole batches of predictions, features
         # and all) once more
         sensitive = {m.id: m.sensitive for m in self._models}
+        # every input of a flatten typed as its output: Prism puts an input of another coder
+        # through a stage of its own first, moving each element once more
         sharded = (
             (*[stream | f"ShardPredictions{_nth(i)}" >> beam.FlatMap(_shard_predictions, shards, sensitive)
+               .with_output_types(_SHARDED)
                | f"PredictionsUnwindowed{_nth(i)}" >> beam.WindowInto(window.GlobalWindows())
                for i, stream in enumerate(streams)],
              *[stream | f"ShardLabels{_nth(i)}" >> beam.FlatMap(_shard_labels, shards, self._labels.max_delay_ms)
+               .with_output_types(_SHARDED)
                | f"LabelsUnwindowed{_nth(i)}" >> beam.WindowInto(window.GlobalWindows())
                for i, stream in enumerate(label_streams)])
-            | "BothSides" >> beam.Flatten()
+            | "BothSides" >> beam.Flatten().with_output_types(_SHARDED)
         )
         if self._streaming:
             joined = sharded | "Join" >> beam.ParDo(
@@ -321,7 +330,7 @@ class QualityWindows(beam.PTransform):
 
         def sliced(side: beam.PCollection, name: str) -> beam.PCollection:
             return (side
-                    | f"{name}WithModel" >> beam.Map(lambda kv: (kv[0], (kv[0][0], kv[1])))
+                    | f"{name}WithModel" >> beam.Map(lambda kv: (kv[0], (kv[0][0], kv[1]))).with_output_types(_SLICED)
                     | f"{name}Slices" >> beam.WindowInto(  # stream slicing, as transforms/windows.py
                         window.FixedWindows(w.slide),
                         trigger=trigger.DefaultTrigger(),
@@ -333,7 +342,7 @@ class QualityWindows(beam.PTransform):
                   for i, stream in enumerate(streams)]
         quality = (
             (sliced(joined.pairs, "Pairs"), *counts)
-            | "PairsAndCounts" >> beam.Flatten()
+            | "PairsAndCounts" >> beam.Flatten().with_output_types(_SLICED)
             | "CombineQualitySlices" >> beam.CombinePerKey(_QualityCombineFn(specs))
             | "QualityWindows" >> beam.WindowInto(
                 window.SlidingWindows(w.size, w.slide),

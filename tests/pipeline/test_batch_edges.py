@@ -12,6 +12,8 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
+from apache_beam.portability import common_urns
+from apache_beam.runners.pipeline_context import PipelineContext
 
 from ampel_monitor.config import load_config
 from pipelines.monitor import KafkaSource, build, load_specs
@@ -70,6 +72,42 @@ def test_the_metrics_and_the_join_take_the_batches_as_read(tmp_path):
     # the join's two sides are windowed before they meet, not after
     assert [label for label in flattens if "BothSides" in label] == ["Quality/BothSides[None]"]
     assert inputs["Quality/BothSides"] == ["Quality/PredictionsUnwindowed", "Quality/LabelsUnwindowed"]
+
+
+def _flatten_inputs_of_another_coder(pipeline: beam.Pipeline) -> list[tuple[str, str, str]]:
+    """(flatten, input, the input's coder) for each input of a flatten whose coder is not
+    the flatten's, in the pipeline as a runner receives it."""
+    components = pipeline.to_runner_api().components
+    coder = PipelineContext(components).coders.get_by_id
+    producers = {pcoll: t.unique_name for t in components.transforms.values() for pcoll in t.outputs.values()}
+    found = []
+    for flatten in components.transforms.values():
+        if flatten.spec.urn != common_urns.primitives.FLATTEN.urn:
+            continue
+        (output,) = flatten.outputs.values()
+        for pcoll in flatten.inputs.values():
+            if components.pcollections[pcoll].coder_id != components.pcollections[output].coder_id:
+                found.append((flatten.unique_name, producers[pcoll], str(coder(components.pcollections[pcoll].coder_id))))
+    return found
+
+
+def test_every_flatten_takes_its_inputs_in_its_own_coder(tmp_path):
+    """Prism moves each input of a flatten coded otherwise through an SDK stage of its own
+    first (every sharded prediction and label once more, on their way to the join)."""
+    write_setup(tmp_path, [], {}, extra={"labels": {"max_delay": "1h"}, "sinks": {
+        "out_dir": str(tmp_path / "out"), "prometheus": {"url": "http://127.0.0.1:9/api/v1/write"},
+        "alertmanager": {"url": "http://127.0.0.1:9"},
+        "elasticsearch": {"hosts": ["http://127.0.0.1:9"], "decision_log": {"sample": 0.1}}}})
+    topics = {kind: f"t-{kind}" for kind in ("predictions", "labels", "resources", "alerts", "dead_letters")}
+    config = load_config(kafka_config(tmp_path, topics, {"size": "2m", "slide": "1m", "allowed_lateness": "1m"}))
+    kafka = beam.Pipeline(options=PipelineOptions(["--streaming"]))
+    build(kafka, config, load_specs(config), (), (), str(tmp_path / "out"), KafkaSource(labels=True))
+    (tmp_path / "labels.jsonl").write_text("")
+    files = beam.Pipeline(options=PipelineOptions(["--streaming"]))
+    build(files, config, load_specs(config), [str(tmp_path / "events.jsonl")], [], str(tmp_path / "out"),
+          labels=[str(tmp_path / "labels.jsonl")])
+    assert _flatten_inputs_of_another_coder(kafka) == []
+    assert _flatten_inputs_of_another_coder(files) == []
 
 
 def test_several_streams_are_flattened_with_the_batch_coder(tmp_path):
