@@ -217,11 +217,13 @@ class Arrivals:
     @classmethod
     def labels(cls, batch: LabelBatch) -> Arrivals:
         n = len(batch)
+        origin = np.empty(n, dtype=object)  # filled, not np.full (a copy of the string each): pickled once
         if isinstance(batch.sources, Offsets):  # the names are formatted for dead letters only
-            origin, offset = np.full(n, batch.sources.prefix, dtype=object), batch.sources.offsets
+            origin.fill(batch.sources.prefix)
+            offset = batch.sources.offsets
         else:
-            origin, offset = np.empty(n, dtype=object), np.full(n, -1, dtype=np.int64)
             origin[:] = batch.sources or ""
+            offset = np.full(n, -1, dtype=np.int64)
         columns = {"ts": batch.timestamps.astype(np.int64, copy=False), "label": batch.labels, "id": batch.event_ids,
                    "origin": origin, "offset": offset}
         return cls(batch.model, None, event_keys(batch.event_ids), columns)

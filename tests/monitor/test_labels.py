@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ampel_monitor.events import EventBatch
-from ampel_monitor.labels import LabelBatch, Offsets, PendingJoin, decode_labels, event_keys
+from ampel_monitor.labels import Arrivals, LabelBatch, Offsets, PendingJoin, decode_labels, event_keys
 
 MINUTE = 60_000
 
@@ -74,6 +74,10 @@ def test_offsets_name_messages_only_when_asked_and_follow_a_selection():
     assert list(picked.sources) == ["labels/0@9", "labels/0@12"] and list(picked.event_ids) == ["b", "c"]
     assert list(labels(["a", "b"], [1, 2], sources=("f:1", "f:2")).take(np.array([1])).sources) == ["f:2"]
     assert labels(["a"], [1]).take(np.array([0])).sources == ()
+    # what the join is sent of a partition's labels holds its name once, not once a label
+    many = labels([f"e{i}" for i in range(1000)], list(range(1000)), sources=Offsets("labels/0@", np.arange(1000)))
+    origin = Arrivals.labels(many).columns["origin"]
+    assert origin.tolist() == ["labels/0@"] * 1000 and len(pickle.dumps(origin)) < 3 * 1000
 
 
 def test_decode_labels_rejects_bad_records_with_reasons():
