@@ -110,7 +110,7 @@ def build() -> dm.Dashboard:
     board.panel(_series("Dead letters by reason", "Records rejected to the dead-letter output per second.", "cps")
                 .with_target(prom_target("sum by (reason) (rate(ampel_dead_letter_records_total[$__rate_interval]))",
                                          "{{reason}}")))
-    board.panel(_series("Late events", "Events that arrived after their window fired, within allowed lateness.", "cps")
+    board.panel(_series("Late events", "Events read behind the watermark (their slice closed), within allowed lateness.", "cps")
                 .with_target(prom_target(f"sum by (model) (rate(ampel_late_events_total{_MODEL}[$__rate_interval]))",
                                          "{{model}}")))
     board.panel(_series("Windows emitted", "Window results emitted per second.", "cps")

@@ -147,7 +147,7 @@ def build(
             raise ValueError("kafka: the config has no kafka section")
         kinds = ("predictions", *(("resources",) if kafka.resources else ()), *(("labels",) if kafka.labels else ()))
         read = pipeline | "ReadKafka" >> ReadFromKafka(
-            config.kafka, schemas, slide_ms, kinds, kafka.stop_at_end, kafka.stop_when_idle)
+            config.kafka, schemas, slide_ms, config.windows.lateness_ms, kinds, kafka.stop_at_end, kafka.stop_when_idle)
         streams, dead = [read.batches], [read[DEAD]]
         if kafka.labels:  # one read step: its watermark is the slowest partition's
             label_streams.append(read[LABELS])
@@ -169,7 +169,6 @@ def build(
     alerts = windowed["metrics"] | "Alerts" >> EvaluateAlerts(
         config.rules, config.min_alert_events, config.drift.min_count, streaming
     )
-    dead = [*dead, windowed[DEAD]]
     baselines = {m.id: m.baseline_version for m in config.models if m.baseline_version}
     ab = [windowed["metrics"] | "CompareVersions" >> CompareVersions(baselines, "metrics", slide_ms)] if baselines else []
     quality = None

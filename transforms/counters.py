@@ -18,7 +18,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 _EVENTS = Counter("ampel_events", "Prediction events accepted, by model.", ["model"], registry=REGISTRY)
 _DEAD = Counter("ampel_dead_letter_records", "Records rejected to the dead-letter output, by reason.",
                 ["reason"], registry=REGISTRY)
-_LATE = Counter("ampel_late_events", "Events that arrived after their window fired, within allowed lateness.",
+_LATE = Counter("ampel_late_events", "Events read behind the watermark (their slice closed), within allowed lateness.",
                 ["model"], registry=REGISTRY)
 _WINDOWS = Counter("ampel_windows_emitted", "Window results emitted, by model.", ["model"], registry=REGISTRY)
 _LABELLED = Counter("ampel_labelled_predictions", "Predictions joined to their label, by model.", ["model"],

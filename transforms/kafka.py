@@ -26,6 +26,13 @@ The source (``ReadFromKafka``)::
 * Undecodable messages, and records that fail validation, go to the dead-letter
   output with the reason, ``topic/partition@offset`` and the original bytes
   (base64 for Avro); the job never stops on bad input.
+* Lateness is decided here, where the watermark is known: a batch of predictions or
+  resource samples whose slice's allowed lateness is over at the watermark the
+  partition reports becomes ``too_late`` dead letters, one a record (``gate``); one of
+  a slice the watermark has passed, within the lateness, is counted late and passes.
+  The runner's watermark downstream is never ahead of what the partition last
+  reported, and the window stages allow two slides more lateness, so the windows never
+  drop what passes (``docs/pipeline.md``).
 
 Credentials come from ``KafkaConfig.client_config`` (environment or file) when the
 consumer starts on the worker, never from pipeline options or logs.
@@ -33,6 +40,7 @@ consumer starts on the worker, never from pipeline options or logs.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -55,14 +63,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from ampel_monitor import avro_columns
 from ampel_monitor.config import KafkaConfig
-from ampel_monitor.events import Batch, EventDecoder, ModelSchema, decode_resources
+from ampel_monitor.events import Batch, DeadLetter, EventBatch, EventDecoder, ModelSchema, decode_resources
 from ampel_monitor.labels import LabelBatch, Offsets
 from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat, decode_label_messages, decode_predictions
-from transforms.counters import count_dead_letter, count_events
+from transforms.counters import count_dead_letter, count_events, count_late
 from transforms.coders import BatchCoder  # noqa: F401 (registers the coder of batches)
 from transforms.read import DEAD
 
-__all__ = ["LABELS", "KafkaPartition", "ReadFromKafka", "WriteToKafka"]
+__all__ = ["LABELS", "KafkaPartition", "ReadFromKafka", "WriteToKafka", "gate"]
 
 #: The tag of the read step's labels output.
 LABELS = "labels"
@@ -281,9 +289,9 @@ class _Quiet:
 
 
 class _ReadPartitionDoFn(beam.DoFn):
-    def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int,
+    def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int, lateness_ms: int,
                  stop_when_idle: float | None, step: str) -> None:
-        self._kafka, self._schemas, self._slide_ms = kafka, dict(schemas), slide_ms
+        self._kafka, self._schemas, self._slide_ms, self._lateness_ms = kafka, dict(schemas), slide_ms, lateness_ms
         self._stop_when_idle, self._step = stop_when_idle, step
         self._skew_ms = int(kafka.watermark_skew * 1000)
 
@@ -385,7 +393,9 @@ class _ReadPartitionDoFn(beam.DoFn):
         and commits their offsets to the group."""
         if not claimed:
             return
-        newest = yield from self._emit(element, claimed)
+        # what the partition has reported so far: the runner's watermark downstream is not ahead of it
+        reported = watermark.current_watermark().micros // 1000
+        newest = yield from self._emit(element, claimed, reported)
         if newest is not None:
             self._advance(watermark, (element.topic, element.partition), newest - self._skew_ms)
         consumer.commit(offsets=[TopicPartition(element.topic, element.partition, claimed[-1].offset() + 1)],
@@ -402,8 +412,9 @@ class _ReadPartitionDoFn(beam.DoFn):
         own = max(watermark.own(), epoch_ms)
         watermark.hold(own, _WATERMARKS.report(self._step, partition, own))
 
-    def _emit(self, element: KafkaPartition, messages: list) -> Iterator[Any]:
-        """Decodes messages into batches and dead letters; returns the newest event time (ms)."""
+    def _emit(self, element: KafkaPartition, messages: list, watermark_ms: int) -> Iterator[Any]:
+        """Decodes messages into batches and dead letters, batches too late at ``watermark_ms``
+        into dead letters (``gate``); returns the newest event time (ms)."""
         wire = self._wire[element.kind]
         values = [m.value() for m in messages]
         prefix = f"{element.topic}/{element.partition}@"
@@ -429,12 +440,32 @@ class _ReadPartitionDoFn(beam.DoFn):
             else:
                 last = start = batch.slice_start_ms
             newest = last if newest is None else max(newest, last)
+            if element.kind != "labels":
+                late = gate(batch, watermark_ms, self._slide_ms, self._lateness_ms)
+                if late:
+                    dead = [*dead, *late]
+                    continue
             value = TimestampedValue((batch.model, batch), start / 1000)
             yield pvalue.TaggedOutput(LABELS, value) if element.kind == "labels" else value
         for letter in dead:
             count_dead_letter(letter.reason)
             yield pvalue.TaggedOutput(DEAD, letter.to_dict())
         return newest
+
+
+def gate(batch: Batch, watermark_ms: int, slide_ms: int, lateness_ms: int) -> list[DeadLetter]:
+    """The ``too_late`` dead letters of a batch (one a record) whose slice's allowed
+    lateness is over at ``watermark_ms``; none if it is not, and a batch of predictions
+    whose slice the watermark has passed is counted late (``ampel_late_events_total``).
+    """
+    end = batch.slice_start_ms + slide_ms
+    if end + lateness_ms <= watermark_ms:
+        detail = f"event time before {end}, past the allowed lateness at watermark {watermark_ms} (epoch ms)"
+        where = f"model {batch.model}"
+        return [DeadLetter("too_late", detail, where, json.dumps(record, default=str)) for record in batch.records()]
+    if end <= watermark_ms and isinstance(batch, EventBatch):
+        count_late(batch.model, len(batch))
+    return []
 
 
 def _caught_up(consumer: Consumer, element: KafkaPartition, next_offset: int) -> bool:
@@ -457,6 +488,8 @@ class ReadFromKafka(beam.PTransform):
         kafka: the cluster, topics, format and start position.
         schemas: per model id, the features its events carry.
         slide_ms: the slice length, milliseconds.
+        lateness_ms: the allowed lateness, milliseconds: batches of slices later than that
+            at the watermark are dead letters (``gate``).
         kinds: the input topics read: "predictions", "resources", "labels" (labels come
             on their own output, ``labels``, as ``(model, LabelBatch)``). Read labels in
             the same step as the predictions: the step's watermark is then held to its
@@ -471,14 +504,14 @@ class ReadFromKafka(beam.PTransform):
         resource samples), ``labels`` and ``dead`` letters.
     """
 
-    def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int,
+    def __init__(self, kafka: KafkaConfig, schemas: Mapping[str, ModelSchema], slide_ms: int, lateness_ms: int,
                  kinds: Sequence[str] = ("predictions", "resources"), stop_at_end: bool = False,
                  stop_when_idle: float | None = None) -> None:
         super().__init__()
         unknown = set(kinds) - set(TOPIC_SCHEMAS)
         if unknown:
             raise ValueError(f"unknown topic kinds {sorted(unknown)}; known: {sorted(TOPIC_SCHEMAS)}")
-        self._kafka, self._schemas, self._slide_ms = kafka, dict(schemas), slide_ms
+        self._kafka, self._schemas, self._slide_ms, self._lateness_ms = kafka, dict(schemas), slide_ms, lateness_ms
         self._kinds = tuple(kinds)
         self._step = uuid.uuid4().hex  # names this read step in every worker
         self._stop_at_end, self._stop_when_idle = stop_at_end, stop_when_idle
@@ -490,7 +523,8 @@ class ReadFromKafka(beam.PTransform):
             | "Partitions" >> beam.ParDo(_PartitionsDoFn(self._kafka, self._kinds, self._stop_at_end))
             | "Distribute" >> beam.Reshuffle()
             | "ReadPartition" >> beam.ParDo(
-                _ReadPartitionDoFn(self._kafka, self._schemas, self._slide_ms, self._stop_when_idle, self._step)
+                _ReadPartitionDoFn(self._kafka, self._schemas, self._slide_ms, self._lateness_ms, self._stop_when_idle,
+                                   self._step)
             )
             # dead letters untyped, as every other step's that meets them in a flatten
             .with_output_types(tuple[str, Batch], **{LABELS: tuple[str, LabelBatch]})

@@ -24,19 +24,14 @@ import socket
 import time
 import urllib.parse
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import yaml
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream as BeamTestStream
-from apache_beam.transforms.window import TimestampedValue
 from prometheus_client import start_http_server
 
 from ampel_monitor import elastic
 from ampel_monitor.config import WindowConfig, load_config
 from ampel_monitor.events import EventDecoder, ModelSchema
-from ampel_monitor.window import ModelSpec
 from drift.profile import ReferenceProfile
 from pipelines.monitor import run
 from tests.dashboards.panels import (
@@ -49,7 +44,7 @@ from tests.dashboards.panels import (
 )
 from tests.services import wait_for
 from transforms.counters import REGISTRY
-from transforms.windows import WindowMetrics
+from transforms.kafka import gate
 
 pytestmark = pytest.mark.it
 
@@ -136,27 +131,16 @@ def _write(path, records) -> str:
 
 
 def _late_events(model: str = "credit") -> None:
-    """A streaming run in which five events come after their window fired (within lateness)."""
+    """Five events whose slice closed, within the lateness, as the Kafka read step judges them."""
     windows = WindowConfig(size=120, slide=60, allowed_lateness=120)
     t0 = 1_767_225_600_000
     profile = ReferenceProfile.build({"x": np.arange(100.0) % 5})
     decoder = EventDecoder({model: ModelSchema.from_profile(profile, "regression")}, windows.slide_ms)
-
-    def batches(seconds):
-        records = [(f"t:{i}", {"event_id": f"late-{s}-{i}", "model_id": model, "model_version": "v1",
-                               "timestamp": t0 + int(s * 1000), "latency_ms": 10.0, "status": "ok",
-                               "features": {"x": float(i % 5)}}, None) for i, s in enumerate(seconds)]
-        found, dead = decoder.decode_records(records)
-        assert not dead
-        return [TimestampedValue((b.model, b), b.slice_start_ms / 1000) for b in found]
-
-    stream = (BeamTestStream().advance_watermark_to(t0 / 1000).add_elements(batches(range(0, 60, 3)))
-              .advance_watermark_to(t0 / 1000 + 120).add_elements(batches([30, 31, 32, 33, 34]))
-              .advance_watermark_to_infinity())
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    with beam.Pipeline(options=options) as pipeline:
-        _ = pipeline | stream | WindowMetrics({model: ModelSpec(model, profile)}, windows, streaming=True)
+    records = [(f"t:{i}", {"event_id": f"late-{s}-{i}", "model_id": model, "model_version": "v1",
+                           "timestamp": t0 + int(s * 1000), "latency_ms": 10.0, "status": "ok",
+                           "features": {"x": float(i % 5)}}, None) for i, s in enumerate([30, 31, 32, 33, 34])]
+    (late,), dead = decoder.decode_records(records)
+    assert not dead and gate(late, t0 + 120_000, windows.slide_ms, windows.lateness_ms) == []
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ def _reader(step: str):
     from ampel_monitor.config import KafkaConfig
     from transforms.kafka import _ReadPartitionDoFn
 
-    return _ReadPartitionDoFn(KafkaConfig("127.0.0.1:1"), {}, 60_000, None, step)
+    return _ReadPartitionDoFn(KafkaConfig("127.0.0.1:1"), {}, 60_000, 120_000, None, step)
 
 
 def _estimator():

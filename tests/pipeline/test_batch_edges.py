@@ -43,7 +43,7 @@ def _graph(tmp_path) -> tuple[dict[str, tuple[str, beam.coders.Coder]], dict[str
     return edges, inputs
 
 
-def test_batches_leave_the_kafka_reader_and_the_gate_with_the_batch_coder(tmp_path):
+def test_batches_leave_the_kafka_reader_with_the_batch_coder(tmp_path):
     edges, _ = _graph(tmp_path)
 
     def coder(suffix: str) -> beam.coders.Coder:
@@ -51,8 +51,7 @@ def test_batches_leave_the_kafka_reader_and_the_gate_with_the_batch_coder(tmp_pa
         return found
 
     for suffix in ("ReadKafka/ReadPartition/ParDo(_ReadPartitionDoFn)[None]",
-                   "ReadKafka/ReadPartition/ParDo(_ReadPartitionDoFn)[labels]", "WindowMetrics/Heartbeats[None]",
-                   "WindowMetrics/Gate/ParDo(_LatenessGateDoFn)[None]"):
+                   "ReadKafka/ReadPartition/ParDo(_ReadPartitionDoFn)[labels]", "WindowMetrics/Slices[None]"):
         value = coder(suffix)
         assert isinstance(value, beam.coders.TupleCoder), (suffix, value)
         assert isinstance(value.coders()[1], BatchCoder), (suffix, value)
@@ -65,7 +64,9 @@ def test_the_metrics_and_the_join_take_the_batches_as_read(tmp_path):
     # read step itself, not through a flatten whose consumers' stage would decode them once more
     read = "ReadKafka/ReadPartition/ParDo(_ReadPartitionDoFn)"
     assert not [label for label in flattens if "Batches" in label], flattens
-    assert inputs["WindowMetrics/Heartbeats"] == [read]
+    # no keyed step between: the slices' combine starts in the read's stage (lateness is
+    # judged in the read step), so whole batches never cross to another stage for the metrics
+    assert inputs["WindowMetrics/Slices"] == [read]
     assert sorted(label for label, producers in inputs.items() if label.startswith("Quality/") and read in producers) == [
         "Quality/PredictionCounts", "Quality/ShardLabels", "Quality/ShardPredictions"]
     assert not [label for label in flattens if "Labels" in label]
