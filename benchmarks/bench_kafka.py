@@ -5,8 +5,9 @@ Starts its own broker (scripts/kafka.sh, port 49092, data in a temporary directo
 1. ``loadgen`` as fast as it can (no pacing): predictions/s from one core, Avro and JSON.
 2. The pipeline reading the topics it filled (``--stop-at-end``) on Prism and on Flink
    ``[local]``: events/s over the whole run (start-up included) and over its processing
-   (from the first event read to the last window written). Avro on Prism again with the
-   pipeline and Prism held to one core (CPU affinity; the broker keeps both).
+   (from the first event read to the last window written). Avro again with the pipeline
+   and its runner (Prism; Flink's job server) held to one core (CPU affinity; the broker
+   keeps both).
 3. Topics with half of the predictions labelled 0-60 minutes (event time, uniformly)
    later, read on Prism without and with a ``labels`` section (the streaming label join
    and quality windows), alternately ``--repeats`` times each: medians, and the labels'
@@ -183,11 +184,13 @@ def main() -> None:
                                  *rates(produced["events"], result), f"{result['windows']} window results"))
                 if wire == "avro":
                     core = max(os.sched_getaffinity(0))
-                    config = write_config(workdir / "avro-one-core", topics, WINDOWS, wire)
-                    result = run_pipeline(config, workdir / "out-avro-one-core", prism, ["--stop-at-end"], {core})
-                    rows.append(("Kafka -> metrics on prism (avro, one core)", f"{produced['events']:,}",
-                                 *rates(produced["events"], result),
-                                 f"{result['windows']} window results; the pipeline and Prism on CPU {core} only"))
+                    for name, runner, what in (("prism", prism, "Prism"), ("flink [local]", flink, "its Flink")):
+                        out = workdir / f"out-avro-one-core-{name.split()[0]}"
+                        config = write_config(workdir / f"avro-one-core-{name.split()[0]}", topics, WINDOWS, wire)
+                        result = run_pipeline(config, out, runner, ["--stop-at-end"], {core})
+                        rows.append((f"Kafka -> metrics on {name} (avro, one core)", f"{produced['events']:,}",
+                                     *rates(produced["events"], result),
+                                     f"{result['windows']} window results; the pipeline and {what} on CPU {core} only"))
             rows += labels_cost(workdir, prism, args.events, args.repeats)
             if not args.labels_only:
                 latency = live_latency(workdir, prism, args.live_rate)
