@@ -272,17 +272,26 @@ class _Waiting:
         if not self._count or not found.size:
             return found
         order, high = self._sorted()
-        first, last = np.searchsorted(high, keys[:, 0], "left"), np.searchsorted(high, keys[:, 0], "right")
-        candidates = np.flatnonzero(last > first)
-        rows = order[first[candidates]]
+        # looked up in sorted order, the keys walk the sorted rows once instead of jumping about
+        by = np.argsort(keys[:, 0])
+        at = np.empty_like(by)
+        at[by] = np.searchsorted(high, keys[by, 0])
+        candidates = np.flatnonzero(at < high.size)
+        candidates = candidates[high[at[candidates]] == keys[candidates, 0]]
+        rows = order[at[candidates]]
         hit = self._live[rows] & (self._keys[rows, 1] == keys[candidates, 1])
         found[candidates[hit]] = rows[hit]
-        # more rows with the same high half (a key waiting again after its row left): look at each
-        for i in candidates[~hit & (last[candidates] - first[candidates] > 1)].tolist():
-            for row in order[first[i]:last[i]].tolist():
+        # the first row of the high half is gone or another key's, and more rows share it: look at each
+        missed = candidates[~hit]
+        after = np.minimum(at[missed] + 1, high.size - 1)
+        for i in missed[(at[missed] + 1 < high.size) & (high[after] == keys[missed, 0])].tolist():
+            j = int(at[i]) + 1
+            while j < high.size and high[j] == keys[i, 0]:
+                row = order[j]
                 if self._live[row] and self._keys[row, 1] == keys[i, 1]:
                     found[i] = row
                     break
+                j += 1
         return found
 
     def add(self, keys: np.ndarray, columns: Mapping[str, np.ndarray]) -> None:
@@ -314,8 +323,18 @@ class _Waiting:
 
     def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
         if self._order is None:
-            order = np.lexsort((self._keys[:, 1], self._keys[:, 0]))  # stable: rows of a key in arrival order
-            self._order = order, self._keys[order, 0]
+            # by the high half alone, rows of a high half in arrival order (stable); two different
+            # keys sharing a high half (a 2^-64 chance a pair) need the whole key for a key's rows
+            # to be side by side
+            order = np.argsort(self._keys[:, 0], kind="stable")
+            high = self._keys[order, 0]
+            shared = high[1:] == high[:-1]
+            if shared.any():
+                low = self._keys[order, 1]
+                if (low[1:][shared] != low[:-1][shared]).any():
+                    order = np.lexsort((self._keys[:, 1], self._keys[:, 0]))
+                    high = self._keys[order, 0]
+            self._order = order, high
         return self._order
 
     def _flush(self) -> None:
