@@ -113,7 +113,8 @@ def test_prediction_messages_decode_in_bulk_as_one_by_one(tmp_path, kind, conflu
 
 
 @pytest.mark.parametrize("confluent", [False, True])
-def test_label_messages_decode_in_bulk_as_one_by_one(confluent):
+@pytest.mark.parametrize("empty", [True, False])  # without one, unframed messages skip the prefix test
+def test_label_messages_decode_in_bulk_as_one_by_one(confluent, empty):
     from ampel_monitor.labels import decode_labels
 
     wire = WireFormat("avro", "LabelEvent", confluent, schema_id=2)
@@ -121,7 +122,7 @@ def test_label_messages_decode_in_bulk_as_one_by_one(confluent):
                "label": ("yes", "no", 1.5, float("nan"), "é")[i % 5]} for i in range(40)]
     messages = [wire.encode(label) for label in labels]
     messages[3] = messages[3][:-2]  # cut short
-    messages += [b"\x00\x01", None]
+    messages += [b"\x00\x01", None] if empty else [b"\x00\x01"]
     sources = [(f"l/0@{i}", m) for i, m in enumerate(messages)]
     batches, dead = decode_label_messages(wire, ["m"], messages, Offsets("l/0@", np.arange(len(messages))))
     expected, expected_dead = decode_labels((wire.record(*s) for s in sources), ["m"])
