@@ -9,9 +9,9 @@ Starts its own broker (scripts/kafka.sh, port 49092, data in a temporary directo
    and its runner (Prism; Flink's job server) held to one core (CPU affinity; the broker
    keeps both).
 3. Topics with half of the predictions labelled 0-60 minutes (event time, uniformly)
-   later, read on Prism without and with a ``labels`` section (the streaming label join
-   and quality windows), alternately ``--repeats`` times each: medians, and the labels'
-   cost in events/s and in events per CPU second.
+   later, read on Prism and on Flink ``[local]`` without and with a ``labels`` section
+   (the streaming label join and quality windows), alternately ``--repeats`` times each:
+   medians, and the labels' cost in events/s and in events per CPU second.
 4. Latency on Prism: a live stream at ``--live-rate`` events/s for 60 s, 10 s tumbling
    windows; for each window, the time its metrics appeared minus its end.
 
@@ -191,7 +191,7 @@ def main() -> None:
                         rows.append((f"Kafka -> metrics on {name} (avro, one core)", f"{produced['events']:,}",
                                      *rates(produced["events"], result),
                                      f"{result['windows']} window results; the pipeline and {what} on CPU {core} only"))
-            rows += labels_cost(workdir, prism, args.events, args.repeats)
+            rows += labels_cost(workdir, {"prism": prism, "flink [local]": flink}, args.events, args.repeats)
             if not args.labels_only:
                 latency = live_latency(workdir, prism, args.live_rate)
                 rows.append(("live on prism: window emitted after its end", f"{latency['events']:,}", "",
@@ -202,35 +202,37 @@ def main() -> None:
     print_table(rows)
 
 
-def labels_cost(workdir: Path, prism: list[str], events: int, repeats: int) -> list[tuple]:
+def labels_cost(workdir: Path, runners: dict[str, list[str]], events: int, repeats: int) -> list[tuple]:
     """The same labelled topics read without and with a ``labels`` section, alternately,
-    ``repeats`` times each: the medians and what the labels cost."""
+    ``repeats`` times each on each runner: the medians and what the labels cost."""
     import statistics
 
     topics = make_topics("bench-labels")
     produced = loadgen(topics, events, "avro", labelled=0.5, label_delay=3600, label_delay_min=0)
     configs = {False: write_config(workdir / "labels-off", topics, WINDOWS, "avro"),
                True: write_config(workdir / "labels-on", topics, WINDOWS, "avro", labels=True)}
-    runs: dict[bool, list[dict]] = {False: [], True: []}
-    for i in range(repeats):
-        for labels, config in configs.items():
-            runs[labels].append(run_pipeline(config, workdir / f"out-labels-{labels}-{i}", prism, ["--stop-at-end"]))
     rows = []
-    median = {}
-    for labels, results in runs.items():
-        median[labels] = {key: statistics.median(r[key] for r in results) for key in ("seconds", "processing", "cpu")}
-        last = results[-1]
-        each = ", ".join(f"{r['seconds']:.1f}" for r in results)
-        note = (f"median of {repeats} ({each} s), CPU {median[labels]['cpu']:.1f} s; "
-                + ("50 % labelled 0-60 min later: the streaming join; "
-                   f"{last['counted'] / 5 / produced['events']:.0%} of events in windows, {last['dead']} dead letters"
-                   if labels else "the same topics, no labels section: the labels are not read"))
-        rows.append((f"Kafka -> metrics {'+ labels ' if labels else ''}on prism (avro, labelled topics)",
-                     f"{produced['events']:,}", *rates(produced["events"], median[labels]), note))
-    cost = {key: 1 - median[False][key] / median[True][key] for key in ("seconds", "processing", "cpu")}
-    rows.append(("labels' cost (medians)", "", "", f"{cost['seconds']:.1%} of events/s", "",
-                 f"{cost['processing']:.1%} of events/s",
-                 f"target <= 30 %; {cost['cpu']:.1%} of events per CPU second (the pipeline and Prism)"))
+    for name, runner in runners.items():
+        runs: dict[bool, list[dict]] = {False: [], True: []}
+        for i in range(repeats):
+            for labels, config in configs.items():
+                out = workdir / f"out-labels-{name.split()[0]}-{labels}-{i}"
+                runs[labels].append(run_pipeline(config, out, runner, ["--stop-at-end"]))
+        median = {}
+        for labels, results in runs.items():
+            median[labels] = {key: statistics.median(r[key] for r in results) for key in ("seconds", "processing", "cpu")}
+            last = results[-1]
+            each = ", ".join(f"{r['seconds']:.1f}" for r in results)
+            note = (f"median of {repeats} ({each} s), CPU {median[labels]['cpu']:.1f} s; "
+                    + ("50 % labelled 0-60 min later: the streaming join; "
+                       f"{last['counted'] / 5 / produced['events']:.0%} of events in windows, {last['dead']} dead letters"
+                       if labels else "the same topics, no labels section: the labels are not read"))
+            rows.append((f"Kafka -> metrics {'+ labels ' if labels else ''}on {name} (avro, labelled topics)",
+                         f"{produced['events']:,}", *rates(produced["events"], median[labels]), note))
+        cost = {key: 1 - median[False][key] / median[True][key] for key in ("seconds", "processing", "cpu")}
+        rows.append((f"labels' cost on {name} (medians)", "", "", f"{cost['seconds']:.1%} of events/s", "",
+                     f"{cost['processing']:.1%} of events/s",
+                     f"target <= 30 %; {cost['cpu']:.1%} of events per CPU second (the pipeline and its runner)"))
     return rows
 
 
