@@ -2,11 +2,11 @@
 
 ::
 
-    (model, EventBatch) ─┬─ Shard ─┐
-    (model, LabelBatch) ─┴─ Shard ─┴─ Join: stateful per (model, shard) ─ labelled pairs at the
-                                        │  prediction's event time
-                                        └─ dead letters (labels without prediction)
-    labelled pairs + prediction counts ─ FixedWindows(slide) ─ QualityCombine (discarding)
+    (model, EventBatch) ─ Shard ─┐
+    (model, LabelBatch) ─ Shard ─┴─ Join: stateful per (model, shard) ─ prediction counts and
+                                     │  labelled pairs, at the prediction's event time
+                                     └─ dead letters (labels without prediction)
+    counts and pairs ─ FixedWindows(slide) ─ QualityCombine (discarding)
         ─ SlidingWindows(size, slide) ─ merge slices (accumulating), lateness = max delay
         ─ Extract ─> quality records (late panes)
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -45,30 +45,41 @@ from transforms.read import DEAD
 
 __all__ = ["CompareVersions", "QualityWindows"]
 
-#: what the join is sent: ((model, shard), (newest event time, pickled (kind, Arrivals)))
-_SHARDED = tuple[tuple[str, int], tuple[int, bytes]]
+#: what the join is sent: ((model, shard), (newest event time, (version, slice start, count)
+#: of predictions or None, pickled (kind, Arrivals)))
+_SHARDED = tuple[tuple[str, int], tuple[int, Optional[tuple[str, int, int]], bytes]]
 #: labelled pairs and prediction counts per slice: ((model, version), (model, pairs or count))
 _SLICED = tuple[tuple[str, str], tuple[str, Any]]
 
 
-def _payload(kind: str, rows: Arrivals) -> tuple[int, bytes]:
-    """What the join is sent of a batch: its newest event time (ms) and ``(kind, rows)``
-    pickled once, here: the join appends these bytes to its state as they come."""
+def _payload(kind: str, rows: Arrivals, slice_of: tuple[str, int] | None) -> tuple[int, Any, bytes]:
+    """What the join is sent of a batch: its newest event time (ms), for predictions their
+    (version, slice start, count), and ``(kind, rows)`` pickled once, here: the join
+    appends these bytes to its state as they come."""
     latest = int(rows.columns["ts"].max()) if len(rows) else 0
-    return latest, pickle.dumps((kind, rows), protocol=pickle.HIGHEST_PROTOCOL)
+    counted = None if slice_of is None else (*slice_of, len(rows))
+    return latest, counted, pickle.dumps((kind, rows), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _sharded(model: str, kind: str, rows: Arrivals, shards: int) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
+def _sharded(model: str, kind: str, rows: Arrivals, shards: int, slice_of: tuple[str, int] | None = None) -> list[Any]:
     of = shards_of(rows.keys, shards)
-    return [((model, int(shard)), _payload(kind, rows.take(of == shard))) for shard in np.unique(of)]
+    return [((model, int(shard)), _payload(kind, rows.take(of == shard), slice_of)) for shard in np.unique(of)]
 
 
-def _shard_predictions(element: tuple[str, Any], shards: int, sensitive: Mapping[str, tuple[str, ...]]
-                       ) -> list[tuple[tuple[str, int], tuple[int, bytes]]]:
+def _shard_predictions(element: tuple[str, Any], shards: int, sensitive: Mapping[str, tuple[str, ...]]) -> list[Any]:
     model, batch = element
     if not isinstance(batch, EventBatch):
         return []
-    return _sharded(model, "p", Arrivals.predictions(batch, sensitive.get(model, ())), shards)
+    rows = Arrivals.predictions(batch, sensitive.get(model, ()))
+    return _sharded(model, "p", rows, shards, (batch.version, batch.slice_start_ms))
+
+
+def _counts(model: str, counted: tuple[str, int, int] | None) -> Iterator[window.TimestampedValue]:
+    """A payload's prediction count in its slice, for the quality windows' labelled
+    fraction: the join sees every prediction, so they need no stream of their own."""
+    if counted is not None:
+        version, start, n = counted
+        yield window.TimestampedValue(((model, version), n), start / 1000)
 
 
 def _shard_labels(element: tuple[str, LabelBatch], shards: int, max_delay_ms: int) -> list[window.TimestampedValue]:
@@ -117,7 +128,8 @@ class _JoinDoFn(beam.DoFn):
 
     def process(self, element, arrived=beam.DoFn.StateParam(ARRIVED), tick=beam.DoFn.TimerParam(TICK),
                 due=beam.DoFn.StateParam(DUE)):
-        _, (newest, data) = element
+        (model, _), (newest, counted, data) = element
+        yield from _counts(model, counted)
         arrived.add(data)
         boundary = newest - newest % self._slide_ms + self._slide_ms
         # never later than it is set already: each batch moving it on to its own slice kept a
@@ -178,19 +190,16 @@ def _join_all(element: tuple[tuple[str, int], Any], labels: LabelsConfig, slide_
     would do it (its watermark only moves at the end, when everything still waiting expires)."""
     (model, _), payloads = element
     join = PendingJoin(labels.max_delay_ms, labels.grace_ms, slide_ms, sensitive.get(model, ()))
-    batches = (pickle.loads(data) for _, data in payloads)
+    batches = []
+    for _, counted, data in payloads:
+        yield from _counts(model, counted)
+        batches.append(pickle.loads(data))
     yield from _match(join, model, batches, window.GlobalWindow().max_timestamp())
 
 
 def _nth(i: int) -> str:
     """A label's suffix for the ``i``-th of several inputs: none for the first."""
     return str(i) if i else ""
-
-
-def _prediction_counts(element: tuple[str, Any]) -> Iterator[tuple[tuple[str, str], int]]:
-    model, batch = element
-    if isinstance(batch, EventBatch):
-        yield (model, batch.version), len(batch)
 
 
 class _QualityCombineFn(beam.CombineFn):
@@ -281,8 +290,8 @@ class QualityWindows(beam.PTransform):
 
     Applied to ``(predictions, labels)``: keyed ``(model, EventBatch)`` and ``(model,
     LabelBatch)`` PCollections, each side one or a tuple of several (the streams as read,
-    other batches among them pass by: each is sharded, and predictions counted, where it
-    is read, so that only the columns the join needs cross to it). Returns ``quality``,
+    other batches among them pass by: each is sharded where it is read, so that only the
+    columns the join needs cross to it; the join counts the predictions). Returns ``quality``,
     ``((model, version), record)`` with record = {model, version, window_start,
     window_end, late, pane, quality: {...}}, and the dead letters of labels without a
     prediction. With ``streaming`` False (bounded input) the join groups each (model,
@@ -328,21 +337,15 @@ class QualityWindows(beam.PTransform):
                           DEAD, main="pairs"))
         lateness = Duration(micros=(self._labels.max_delay_ms + w.lateness_ms + 2 * w.slide_ms) * 1000)
 
-        def sliced(side: beam.PCollection, name: str) -> beam.PCollection:
-            return (side
-                    | f"{name}WithModel" >> beam.Map(lambda kv: (kv[0], (kv[0][0], kv[1]))).with_output_types(_SLICED)
-                    | f"{name}Slices" >> beam.WindowInto(  # stream slicing, as transforms/windows.py
-                        window.FixedWindows(w.slide),
-                        trigger=trigger.DefaultTrigger(),
-                        accumulation_mode=trigger.AccumulationMode.DISCARDING,
-                        allowed_lateness=lateness,
-                    ))
-
-        counts = [sliced(stream | f"PredictionCounts{_nth(i)}" >> beam.FlatMap(_prediction_counts), f"Counts{_nth(i)}")
-                  for i, stream in enumerate(streams)]
         quality = (
-            (sliced(joined.pairs, "Pairs"), *counts)
-            | "PairsAndCounts" >> beam.Flatten().with_output_types(_SLICED)
+            joined.pairs
+            | "PairsWithModel" >> beam.Map(lambda kv: (kv[0], (kv[0][0], kv[1]))).with_output_types(_SLICED)
+            | "PairsSlices" >> beam.WindowInto(  # stream slicing, as transforms/windows.py
+                window.FixedWindows(w.slide),
+                trigger=trigger.DefaultTrigger(),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                allowed_lateness=lateness,
+            )
             | "CombineQualitySlices" >> beam.CombinePerKey(_QualityCombineFn(specs))
             | "QualityWindows" >> beam.WindowInto(
                 window.SlidingWindows(w.size, w.slide),

@@ -258,5 +258,7 @@ def test_prism_joins_labels_from_kafka_and_loses_no_prediction(tmp_path, broker,
                  and stop - 2 * MINUTE <= by_id[i]["timestamp"] < stop and by_id[i]["status"] == "ok"]
         assert q["quality"]["labelled"] == len(pairs), (model, version, end)
         assert q["quality"]["accuracy"] == pytest.approx(accuracy_score(*zip(*pairs)), abs=1e-12)
+        # every prediction of the window counted once, by the join (the labelled fraction's denominator)
+        assert q["quality"]["predictions"] == expected[(model, version, stop)], (model, version, end)
     assert sum(q["quality"]["labelled"] for q in quality.values()) == 2 * sum(
         by_id[l["event_id"]]["status"] == "ok" for l in labels)

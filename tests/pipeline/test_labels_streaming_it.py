@@ -146,7 +146,8 @@ def test_label_payloads_are_stamped_at_the_earliest_prediction_they_can_meet():
     assert {v.timestamp.micros // 1000 for v in out} == {T0 + 1_800_000 - LABELS.max_delay_ms}
     shards = [shard for (_, shard), _ in (v.value for v in out)]
     assert len(shards) == len(set(shards)) > 1
-    sent = [(newest, pickle.loads(data)[1]) for _, (newest, data) in (v.value for v in out)]
+    sent = [(newest, pickle.loads(data)[1]) for _, (newest, counted, data) in (v.value for v in out)]
+    assert {counted for _, (_, counted, _) in (v.value for v in out)} == {None}  # predictions are counted, labels not
     assert sorted(i for _, rows in sent for i in rows.columns["id"].tolist()) == sorted(ids.tolist())
     assert all(newest == rows.columns["ts"].max() for newest, rows in sent)
     assert _shard_labels(("m", batch.take(np.zeros(50, dtype=bool))), LABELS.shards, LABELS.max_delay_ms) == []
