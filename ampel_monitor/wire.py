@@ -205,7 +205,7 @@ def _decode_messages(wire: WireFormat, values: Sequence[bytes | None], source: C
                      with_chosen: bool = False) -> tuple[list, list[DeadLetter]]:
     prefix = wire.bulk_prefix
     if prefix is None:
-        chosen: Sequence[int] = []
+        chosen: Sequence[int] | np.ndarray = []
     elif not prefix and None not in values:  # no framing: every message (a test per message costs 0.25 µs)
         chosen = np.arange(len(values))
     else:
