@@ -25,7 +25,10 @@ class _EvaluateAlertsDoFn(beam.DoFn):
     A late pane of a window still waiting replaces it; a late pane of the newest window
     evaluated so far is evaluated at once (its firing or resolution is the version's
     current state); a late pane of an older window changes nothing, since newer windows
-    have already decided the state.
+    have already decided the state. A late pane of a window newer than any evaluated, and
+    not waiting, is the window's first: it waits as an on-time one would (a runner fires a
+    window's first pane late when its input reaches the window after the watermark passed
+    it; Prism does so at the end of a replay, when the watermark jumps to the end of time).
     """
 
     # window results are held as JSON bytes: cheap for the state cache to size
@@ -56,11 +59,14 @@ class _EvaluateAlertsDoFn(beam.DoFn):
                 pending.clear()
                 for item in waiting:
                     pending.add(item if item[0] != timestamp.micros else (item[0], json.dumps(metrics).encode()))
-            elif timestamp.micros == last.read():
+                return
+            newest = last.read()
+            if timestamp.micros == newest:
                 evaluator = AlertEvaluator(self._rules, self._min_events, self._min_drift_count, firing.read() or ())
                 yield from evaluator.evaluate(metrics)
                 firing.write(evaluator.firing)
-            return
+            if newest is not None and timestamp.micros <= newest:
+                return  # the newest window's, just evaluated, or an older window's
         pending.add((timestamp.micros, json.dumps(metrics).encode()))
         current = next_tick.read()
         if current is None or timestamp.micros < current:

@@ -126,3 +126,25 @@ def test_a_late_pane_of_the_newest_window_updates_the_alert_state_and_older_ones
     assert [(a["state"], a["window_end"], a["value"]) for a in read_jsonl(path)] == [
         ("firing", minute(3), 3.0), ("resolved", minute(4), 0.06), ("firing", minute(4), 4.0)]
 
+
+
+def test_a_window_whose_first_pane_is_late_is_evaluated_in_window_order(tmp_path):
+    """A window first seen in a late pane (its input reached it after the watermark) still
+    counts: late first panes wait and are evaluated in window order, as on-time ones."""
+    stream = (
+        BeamTestStream()
+        .advance_watermark_to(START_MS / 1000 + 150)
+        .add_elements([window(2, 3000.0, late=True), window(1, 50.0, late=True)])  # none evaluated before
+        .advance_watermark_to(START_MS / 1000 + 160)
+        .advance_watermark_to(START_MS / 1000 + 330)
+        .add_elements([window(4, 40.0, late=True), window(3, 3000.0, late=True)])  # newer than window 2
+        .advance_watermark_to_infinity()
+    )
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    path = tmp_path / "alerts.jsonl"
+    rules = [r for r in DEFAULT_RULES if r.name == "latency_p95"]
+    with beam.Pipeline(options=options) as pipeline:
+        _ = pipeline | stream | EvaluateAlerts(rules, streaming=True) | WriteJsonLines(str(path))
+    assert [(a["state"], a["window_end"], a["value"]) for a in read_jsonl(path)] == [
+        ("firing", minute(2), 3.0), ("resolved", minute(4), 0.04)]
