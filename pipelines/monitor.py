@@ -32,6 +32,7 @@ from ampel_monitor.io import read_reference
 from ampel_monitor.series import window_label
 from ampel_monitor.window import ModelSpec
 from drift.profile import ReferenceProfile
+from pipelines import prism
 from transforms.alerts import EvaluateAlerts, EvaluateConceptDrift
 from transforms.kafka import LABELS, ReadFromKafka, WriteToKafka
 from transforms.labels import CompareVersions, QualityWindows
@@ -133,11 +134,14 @@ def build(
     out_dir: str | None = None,
     kafka: KafkaSource | None = None,
     labels: Sequence[str] = (),
+    label_hints: Mapping[str, str] | None = None,
 ) -> dict[str, beam.PCollection]:
     """Adds the monitoring job to ``pipeline``; returns its ``metrics``, ``alerts`` and ``dead_letters``.
 
     Events come from ``inputs`` (and ``resources``) files, or with ``kafka`` from the
     config's Kafka topics; then alerts and dead letters also go to their topics.
+    ``label_hints``: resource hints of the label side (the labels' read, the join and
+    the quality slices), for a runner to run them apart (``pipelines.prism``).
     """
     slide_ms = config.windows.slide_ms
     schemas = {m.id: ModelSchema.from_profile(specs[m.id].profile, m.task, m.sensitive) for m in config.models}
@@ -145,12 +149,16 @@ def build(
     if kafka is not None:
         if config.kafka is None:
             raise ValueError("kafka: the config has no kafka section")
-        kinds = ("predictions", *(("resources",) if kafka.resources else ()), *(("labels",) if kafka.labels else ()))
+        kinds = ("predictions", *(("resources",) if kafka.resources else ()))
         read = pipeline | "ReadKafka" >> ReadFromKafka(
             config.kafka, schemas, slide_ms, config.windows.lateness_ms, kinds, kafka.stop_at_end, kafka.stop_when_idle)
         streams, dead = [read.batches], [read[DEAD]]
-        if kafka.labels:  # one read step: its watermark is the slowest partition's
-            label_streams.append(read[LABELS])
+        if kafka.labels:  # a step of its own, which may run in the label side's worker
+            read_labels = pipeline | "ReadKafkaLabels" >> _with_hints(ReadFromKafka(
+                config.kafka, schemas, slide_ms, config.windows.lateness_ms, ("labels",), kafka.stop_at_end,
+                kafka.stop_when_idle), label_hints)
+            label_streams.append(read_labels[LABELS])
+            dead.append(read_labels[DEAD])
     else:
         events = pipeline | "ReadEvents" >> ReadEventFiles(list(inputs), schemas, slide_ms)
         streams, dead = [events.batches], [events[DEAD]]
@@ -178,7 +186,7 @@ def build(
         joined = (
             (tuple(streams), tuple(label_streams))
             | "Quality" >> QualityWindows(config.models, {m: s.profile.quality for m, s in specs.items()},
-                                          config.windows, config.labels or LabelsConfig(), streaming)
+                                          config.windows, config.labels or LabelsConfig(), streaming, label_hints)
         )
         dead.append(joined[DEAD])
         quality = joined["quality"]
@@ -248,6 +256,10 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def _with_hints(transform: beam.PTransform, hints: Mapping[str, str] | None) -> beam.PTransform:
+    return transform.with_resource_hints(**hints) if hints else transform
+
+
 def _local_runner(options: PipelineOptions) -> Any:
     """Beam's in-process FnApiRunner for a bounded replay, unless a runner is chosen.
 
@@ -293,10 +305,14 @@ def run(
     # them wrote). No dynamic splits on Prism: the Kafka source checkpoints itself.
     if "prism" in str(options.view_as(StandardOptions).runner).lower():
         options.view_as(DebugOptions).add_experiment("prism_disable_sdf_split")
+    runner, label_hints = _local_runner(options), None
     if kafka is not None:
         options.view_as(StandardOptions).streaming = True
-    with beam.Pipeline(runner=_local_runner(options) if kafka is None else None, options=options) as pipeline:
-        build(pipeline, config, specs, inputs, resources, str(out), kafka, labels)
+        runner = None
+        if kafka.labels and prism.splits_workers(options):  # the label side in a worker process of its own
+            runner, label_hints = prism.PrismRunner(), prism.QUALITY_WORKER
+    with beam.Pipeline(runner=runner, options=options) as pipeline:
+        build(pipeline, config, specs, inputs, resources, str(out), kafka, labels, label_hints)
     metrics = read_jsonl(out / OUTPUT_FILES["metrics"])
     dead: dict[str, int] = {}
     for letter in read_jsonl(out / OUTPUT_FILES["dead_letters"]):

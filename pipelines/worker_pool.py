@@ -11,7 +11,8 @@ cache. This pool is the same service with three differences:
 * workers get a state cache (``--state-cache-mb``), so window state read back from the
   runner is not fetched again for every bundle.
 
-Workers log to the pool's stderr. A worker's stdout is discarded.
+Workers log to the pool's stderr. A worker's stdout is discarded. ``pipelines.prism``
+starts the same pool in the launching process for the label side's worker on Prism.
 
 Usage::
 
@@ -24,33 +25,66 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
 from apache_beam.portability.api import beam_fn_api_pb2, beam_fn_api_pb2_grpc
+from apache_beam.runners.worker import sdk_worker
 from apache_beam.runners.worker.worker_pool_main import kill_process_gracefully
 from apache_beam.utils import thread_pool_executor
 
-__all__ = ["WorkerPool", "main", "worker_command"]
+__all__ = ["WorkerPool", "main", "prefix_short_ids", "serve", "worker_command"]
 
 _LOG = logging.getLogger(__name__)
 
 
-def worker_command(control_endpoint: str, worker_id: str, state_cache_bytes: int) -> list[str]:
+def worker_command(control_endpoint: str, worker_id: str, state_cache_bytes: int, short_ids: str = "") -> list[str]:
     """The command line of one SDK harness process (this interpreter).
+
+    ``short_ids``: a prefix for the worker's metric short ids (``prefix_short_ids``).
 
     >>> worker_command("localhost:1", "w1", 0)[-1].split("; ")[-1]
     "SdkHarness('localhost:1', worker_id='w1', state_cache_size=0, data_buffer_time_limit_ms=-1).run()"
+    >>> worker_command("localhost:1", "w1", 0, "q")[-1].split("; ")[1]
+    "prefix_short_ids('q')"
     """
-    code = ("from apache_beam.runners.worker.sdk_worker import SdkHarness; "
+    prelude = f"from pipelines.worker_pool import prefix_short_ids; prefix_short_ids({short_ids!r}); " if short_ids else ""
+    code = (f"{prelude}from apache_beam.runners.worker.sdk_worker import SdkHarness; "
             f"SdkHarness({control_endpoint!r}, worker_id={worker_id!r}, state_cache_size={state_cache_bytes}, "
             "data_buffer_time_limit_ms=-1).run()")
     return [sys.executable, "-c", code]
+
+
+class _PrefixedShortIds(sdk_worker.ShortIdCache):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self._prefix = prefix
+
+    def get_short_id(self, monitoring_info: Any) -> str:
+        return self._prefix + super().get_short_id(monitoring_info)
+
+    def get_infos(self, short_ids: Iterable[str]) -> dict[str, Any]:
+        infos = super().get_infos(short_id.removeprefix(self._prefix) for short_id in short_ids)
+        return {self._prefix + short_id: info for short_id, info in infos.items()}
+
+
+def prefix_short_ids(prefix: str) -> None:
+    """Makes this process's metric short ids start with ``prefix`` (not a hex digit).
+
+    A Python SDK worker numbers the metrics it reports 1, 2, 3... in hex, per process.
+    Prism (Beam 2.77) keeps one short id table per job: a second worker process (another
+    environment) would reuse the first one's ids for other metrics, and Prism fails the
+    job when a payload does not decode as the metric its table names.
+    """
+    if any(c in "0123456789abcdef" for c in prefix):
+        raise ValueError(f"short id prefix {prefix!r}: no hex digits (they would collide with unprefixed ids)")
+    sdk_worker.SHORT_ID_CACHE = _PrefixedShortIds(prefix)
 
 
 class WorkerPool(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
@@ -58,20 +92,24 @@ class WorkerPool(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
 
     Args:
         state_cache_bytes: the state cache of each worker, bytes.
+        short_ids: a prefix for the workers' metric short ids (``prefix_short_ids``).
+        environ: variables added to the workers' environment.
     """
 
-    def __init__(self, state_cache_bytes: int) -> None:
+    def __init__(self, state_cache_bytes: int, short_ids: str = "", environ: Mapping[str, str] | None = None) -> None:
         if state_cache_bytes < 0:
             raise ValueError(f"state cache size must be >= 0, got {state_cache_bytes!r}")
-        self._state_cache_bytes = state_cache_bytes
+        self._state_cache_bytes, self._short_ids = state_cache_bytes, short_ids
+        self._environ = {**os.environ, **environ} if environ else None
         self._workers: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
     def StartWorker(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
         try:
-            command = worker_command(request.control_endpoint.url, request.worker_id, self._state_cache_bytes)
+            command = worker_command(request.control_endpoint.url, request.worker_id, self._state_cache_bytes,
+                                     self._short_ids)
             _LOG.info("starting worker %s for %s", request.worker_id, request.control_endpoint.url)
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, close_fds=True)
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, close_fds=True, env=self._environ)
             with self._lock:
                 self._workers[request.worker_id] = process
             return beam_fn_api_pb2.StartWorkerResponse()
@@ -93,14 +131,15 @@ class WorkerPool(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
             kill_process_gracefully(process)
 
 
-def serve(host: str, port: int, state_cache_bytes: int) -> tuple[grpc.Server, WorkerPool, int]:
+def serve(host: str, port: int, state_cache_bytes: int, short_ids: str = "",
+          environ: Mapping[str, str] | None = None) -> tuple[grpc.Server, WorkerPool, int]:
     """Starts the pool's gRPC server; returns it, the pool and the bound port."""
     server = grpc.server(thread_pool_executor.shared_unbounded_instance(),
                          options=[("grpc.http2.max_pings_without_data", 0), ("grpc.http2.max_ping_strikes", 0)])
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"worker pool: cannot listen on {host}:{port}")
-    pool = WorkerPool(state_cache_bytes)
+    pool = WorkerPool(state_cache_bytes, short_ids, environ)
     beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(pool, server)
     server.start()
     return server, pool, bound

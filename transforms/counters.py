@@ -2,18 +2,27 @@
 
 Each count goes to both: Beam's metrics (visible in the runner's UI and the pipeline
 result) and a process-wide Prometheus registry that ``serve_metrics`` exposes on
-``/metrics``.
+``/metrics``. Worker processes the pipeline starts itself (``pipelines.prism``) count
+into files in a directory (prometheus-client's multiprocess mode, set by their
+``PROMETHEUS_MULTIPROC_DIR``); ``/metrics`` adds what those files hold, per series.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 from apache_beam.metrics import Metrics
 from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.samples import Sample
 
-__all__ = ["REGISTRY", "count_dead_letter", "count_events", "count_expired", "count_labelled", "count_late", "count_sink_retry", "count_sink_writes", "count_window", "serve_metrics"]
+__all__ = ["REGISTRY", "add_worker_counters", "count_dead_letter", "count_events", "count_expired", "count_labelled", "count_late", "count_sink_retry", "count_sink_writes", "count_window", "serve_metrics", "served"]
 
 #: The registry of the pipeline's own counters.
 REGISTRY = CollectorRegistry(auto_describe=True)
+_WORKER_DIRS: list[Path] = []
 
 _EVENTS = Counter("ampel_events", "Prediction events accepted, by model.", ["model"], registry=REGISTRY)
 _DEAD = Counter("ampel_dead_letter_records", "Records rejected to the dead-letter output, by reason.",
@@ -72,7 +81,42 @@ def count_sink_retry(sink: str) -> None:
     _SINK_RETRIES.labels(sink=sink).inc()
 
 
+def add_worker_counters(path: Path) -> None:
+    """Adds the counters that worker processes write to ``path`` (their
+    ``PROMETHEUS_MULTIPROC_DIR``) to those ``/metrics`` serves."""
+    _WORKER_DIRS.append(Path(path))
+
+
+class _AllProcesses:
+    """This process's counters plus the worker processes', summed per series."""
+
+    def collect(self) -> Iterator[Metric]:
+        theirs: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for path in _WORKER_DIRS:
+            for family in MultiProcessCollector(None, path=str(path)).collect():
+                for sample in family.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    theirs[key] = theirs.get(key, 0.0) + sample.value
+        for family in REGISTRY.collect():
+            samples = []
+            for sample in family.samples:
+                added = theirs.pop((sample.name, tuple(sorted(sample.labels.items()))), 0.0)
+                samples.append(sample._replace(value=sample.value + added))
+            total = f"{family.name}_total"
+            samples += [Sample(name, dict(labels), value) for (name, labels), value in list(theirs.items())
+                        if name == total]  # series only a worker has (a label value not seen here)
+            family.samples = samples
+            yield family
+
+
+def served() -> CollectorRegistry:
+    """The registry ``/metrics`` serves: ``REGISTRY`` and the workers' counters."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_AllProcesses())
+    return registry
+
+
 def serve_metrics(port: int) -> int:
     """Serves ``/metrics`` on 127.0.0.1:``port`` (0 picks a free port); returns the port."""
-    server, _ = start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
+    server, _ = start_http_server(port, addr="127.0.0.1", registry=served())
     return int(server.server_address[1])

@@ -295,14 +295,20 @@ class QualityWindows(beam.PTransform):
     ``((model, version), record)`` with record = {model, version, window_start,
     window_end, late, pane, quality: {...}}, and the dead letters of labels without a
     prediction. With ``streaming`` False (bounded input) the join groups each (model,
-    shard) once instead of keeping state; the result is the same.
+    shard) once instead of keeping state; the result is the same. ``hints``: resource hints
+    of the label side (the labels' shard step, the join and the quality slices' partial
+    combine), for a runner to run them apart (``pipelines.prism``).
     """
 
     def __init__(self, models: tuple[ModelConfig, ...], references: Mapping[str, Mapping[str, float]],
-                 windows: WindowConfig, labels: LabelsConfig, streaming: bool = True) -> None:
+                 windows: WindowConfig, labels: LabelsConfig, streaming: bool = True,
+                 hints: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self._models, self._references, self._windows, self._labels = models, dict(references), windows, labels
-        self._streaming = streaming
+        self._streaming, self._hints = streaming, dict(hints or {})
+
+    def _hinted(self, transform: beam.PTransform) -> beam.PTransform:
+        return transform.with_resource_hints(**self._hints) if self._hints else transform
 
     def expand(self, inputs: tuple[beam.PCollection | tuple[beam.PCollection, ...],
                                    beam.PCollection | tuple[beam.PCollection, ...]]) -> dict[str, beam.PCollection]:
@@ -322,31 +328,32 @@ class QualityWindows(beam.PTransform):
                .with_output_types(_SHARDED)
                | f"PredictionsUnwindowed{_nth(i)}" >> beam.WindowInto(window.GlobalWindows())
                for i, stream in enumerate(streams)],
-             *[stream | f"ShardLabels{_nth(i)}" >> beam.FlatMap(_shard_labels, shards, self._labels.max_delay_ms)
-               .with_output_types(_SHARDED)
-               | f"LabelsUnwindowed{_nth(i)}" >> beam.WindowInto(window.GlobalWindows())
+             *[stream | f"ShardLabels{_nth(i)}" >> self._hinted(
+                 beam.FlatMap(_shard_labels, shards, self._labels.max_delay_ms).with_output_types(_SHARDED))
+               | f"LabelsUnwindowed{_nth(i)}" >> self._hinted(beam.WindowInto(window.GlobalWindows()))
                for i, stream in enumerate(label_streams)])
             | "BothSides" >> beam.Flatten().with_output_types(_SHARDED)
         )
         if self._streaming:
-            joined = sharded | "Join" >> beam.ParDo(
-                _JoinDoFn(self._labels, w.slide_ms, sensitive)).with_outputs(DEAD, main="pairs")
+            joined = sharded | "Join" >> self._hinted(beam.ParDo(
+                _JoinDoFn(self._labels, w.slide_ms, sensitive)).with_outputs(DEAD, main="pairs"))
         else:  # bounded: one group per key instead of a state read and write per batch
             joined = (sharded | "PerShard" >> beam.GroupByKey()
-                      | "Join" >> beam.FlatMap(_join_all, self._labels, w.slide_ms, sensitive).with_outputs(
-                          DEAD, main="pairs"))
+                      | "Join" >> self._hinted(beam.FlatMap(_join_all, self._labels, w.slide_ms, sensitive).with_outputs(
+                          DEAD, main="pairs")))
         lateness = Duration(micros=(self._labels.max_delay_ms + w.lateness_ms + 2 * w.slide_ms) * 1000)
 
         quality = (
             joined.pairs
-            | "PairsWithModel" >> beam.Map(lambda kv: (kv[0], (kv[0][0], kv[1]))).with_output_types(_SLICED)
-            | "PairsSlices" >> beam.WindowInto(  # stream slicing, as transforms/windows.py
+            | "PairsWithModel" >> self._hinted(
+                beam.Map(lambda kv: (kv[0], (kv[0][0], kv[1]))).with_output_types(_SLICED))
+            | "PairsSlices" >> self._hinted(beam.WindowInto(  # stream slicing, as transforms/windows.py
                 window.FixedWindows(w.slide),
                 trigger=trigger.DefaultTrigger(),
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
                 allowed_lateness=lateness,
-            )
-            | "CombineQualitySlices" >> beam.CombinePerKey(_QualityCombineFn(specs))
+            ))
+            | "CombineQualitySlices" >> self._hinted(beam.CombinePerKey(_QualityCombineFn(specs)))
             | "QualityWindows" >> beam.WindowInto(
                 window.SlidingWindows(w.size, w.slide),
                 trigger=trigger.DefaultTrigger(),

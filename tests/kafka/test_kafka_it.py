@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from datetime import datetime
 
+import numpy as np
 import pytest
 from confluent_kafka import Producer
 
@@ -262,3 +263,55 @@ def test_prism_joins_labels_from_kafka_and_loses_no_prediction(tmp_path, broker,
         assert q["quality"]["predictions"] == expected[(model, version, stop)], (model, version, end)
     assert sum(q["quality"]["labelled"] for q in quality.values()) == 2 * sum(
         by_id[l["event_id"]]["status"] == "ok" for l in labels)
+
+
+def test_prism_runs_the_label_side_in_a_worker_process_whose_counters_reach_metrics(tmp_path, broker, prism_args):
+    """On Prism the labels' read, the join and the quality slices run in a worker process
+    of their own: its counters (labels joined, labels without prediction) are not this
+    process's, yet ``/metrics`` serves them, added to this process's."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ampel_monitor.config import load_config
+    from pipelines.monitor import KafkaSource, run
+    from transforms.counters import REGISTRY, served
+
+    base, events = recent_events(seed=81, minutes=3, per_minute=400)
+    rng = np.random.default_rng(82)
+    labelled = [e for e in events if rng.random() < 0.5]
+    labels = [{"event_id": e["event_id"], "model_id": e["model_id"], "timestamp": e["timestamp"] + MINUTE,
+               "label": e["prediction"]} for e in labelled]
+    orphans = [{"event_id": f"orphan-{i}", "model_id": "beta", "timestamp": base + MINUTE, "label": "x"}
+               for i in range(2)]
+    topics = broker.topics("label-worker")
+    write_setup(tmp_path, [], {}, extra={"labels": {"max_delay": "10m", "min_labelled": 1, "min_fraction": 0.0}})
+    config = kafka_config(tmp_path, topics, {"size": "2m", "slide": "1m", "allowed_lateness": "1m"})
+    labels_wire = WireFormat("avro", "LabelEvent")
+    broker.produce(topics["predictions"], [(e["model_id"], AVRO.encode(e)) for e in events])
+    broker.produce(topics["labels"], [(l["model_id"], labels_wire.encode(l)) for l in labels + orphans])
+
+    def samples(text: str) -> dict:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    def delta(after: dict, before: dict, name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    mine_before, served_before = samples(generate_latest(REGISTRY).decode()), samples(generate_latest(served()).decode())
+    summary = run(load_config(config), out_dir=str(tmp_path / "out"), beam_args=prism_args,
+                  kafka=KafkaSource(stop_at_end=True, labels=True))
+    mine, all_processes = samples(generate_latest(REGISTRY).decode()), samples(generate_latest(served()).decode())
+
+    assert sorted(json.loads(d["record"])["event_id"] for d in lines(tmp_path / "out" / "dead_letters.jsonl")) == [
+        "orphan-0", "orphan-1"]
+    final = {(q["model"], q["version"], q["window_end"]): q for q in summary.quality}  # the last pane holds all
+    assert sum(q["quality"]["labelled"] for q in final.values()) == 2 * sum(e["status"] == "ok" for e in labelled)
+    for model in ("alpha", "beta"):
+        joined = sum(l["model_id"] == model for l in labels)
+        assert delta(all_processes, served_before, "ampel_labelled_predictions_total", model=model) == joined
+        assert delta(mine, mine_before, "ampel_labelled_predictions_total", model=model) == 0  # not this process's
+        # the predictions are read here, and counted here
+        assert delta(mine, mine_before, "ampel_events_total", model=model) == sum(e["model_id"] == model for e in events)
+    assert delta(all_processes, served_before, "ampel_dead_letter_records_total", reason="label_without_prediction") == 2
+    assert delta(mine, mine_before, "ampel_dead_letter_records_total", reason="label_without_prediction") == 0

@@ -22,14 +22,20 @@ from tests.pipeline.streams import write_setup
 from transforms.coders import BatchCoder
 
 
-def _graph(tmp_path) -> tuple[dict[str, tuple[str, beam.coders.Coder]], dict[str, list[str]]]:
-    """Each transform's outputs, full label[tag] -> (transform type, the output's coder), and
-    each transform's inputs, full label -> the full labels of their producers."""
+def _pipeline(tmp_path, label_hints: dict[str, str] | None = None) -> beam.Pipeline:
     write_setup(tmp_path, [], {}, extra={"labels": {"max_delay": "1h"}})
     topics = {kind: f"t-{kind}" for kind in ("predictions", "labels", "resources", "alerts", "dead_letters")}
     config = load_config(kafka_config(tmp_path, topics, {"size": "2m", "slide": "1m", "allowed_lateness": "1m"}))
     pipeline = beam.Pipeline(options=PipelineOptions(["--streaming"]))
-    build(pipeline, config, load_specs(config), (), (), str(tmp_path / "out"), KafkaSource(labels=True))
+    build(pipeline, config, load_specs(config), (), (), str(tmp_path / "out"), KafkaSource(labels=True),
+          label_hints=label_hints)
+    return pipeline
+
+
+def _graph(tmp_path) -> tuple[dict[str, tuple[str, beam.coders.Coder]], dict[str, list[str]]]:
+    """Each transform's outputs, full label[tag] -> (transform type, the output's coder), and
+    each transform's inputs, full label -> the full labels of their producers."""
+    pipeline = _pipeline(tmp_path)
     edges, inputs = {}, {}
 
     class Edges(PipelineVisitor):
@@ -51,7 +57,7 @@ def test_batches_leave_the_kafka_reader_with_the_batch_coder(tmp_path):
         return found
 
     for suffix in ("ReadKafka/ReadPartition/ParDo(_ReadPartitionDoFn)[None]",
-                   "ReadKafka/ReadPartition/ParDo(_ReadPartitionDoFn)[labels]", "WindowMetrics/Slices[None]"):
+                   "ReadKafkaLabels/ReadPartition/ParDo(_ReadPartitionDoFn)[labels]", "WindowMetrics/Slices[None]"):
         value = coder(suffix)
         assert isinstance(value, beam.coders.TupleCoder), (suffix, value)
         assert isinstance(value.coders()[1], BatchCoder), (suffix, value)
@@ -67,8 +73,10 @@ def test_the_metrics_and_the_join_take_the_batches_as_read(tmp_path):
     # no keyed step between: the slices' combine starts in the read's stage (lateness is
     # judged in the read step), so whole batches never cross to another stage for the metrics
     assert inputs["WindowMetrics/Slices"] == [read]
-    assert sorted(label for label, producers in inputs.items() if label.startswith("Quality/") and read in producers) == [
-        "Quality/ShardLabels", "Quality/ShardPredictions"]
+    assert [label for label, producers in inputs.items() if label.startswith("Quality/") and read in producers] == [
+        "Quality/ShardPredictions"]
+    assert [label for label, producers in inputs.items() if label.startswith("Quality/") and read.replace(
+        "ReadKafka/", "ReadKafkaLabels/") in producers] == ["Quality/ShardLabels"]
     # the join counts the predictions it is sent: its output alone goes to the quality slices'
     # combine, which Prism can then start in the join's stage (flattened with counts from the
     # read's stage, the combine ran in a stage of its own, every labelled pair crossing to it)
@@ -133,3 +141,25 @@ def test_several_streams_are_flattened_with_the_batch_coder(tmp_path):
     pipeline.visit(Edges())
     value = coders["AllBatches[None]"]
     assert isinstance(value, beam.coders.TupleCoder) and isinstance(value.coders()[1], BatchCoder), value
+
+
+def test_the_label_side_alone_runs_in_the_environment_of_its_hints(tmp_path):
+    """With ``pipelines.prism.QUALITY_WORKER`` the labels' read, their shard step, the join and
+    the quality slices' partial combine get an environment of their own (Prism runs it in a
+    worker process); the predictions' read, their shard step and the windows keep the default
+    one, so no batch of predictions crosses to the label side whole."""
+    from pipelines.prism import QUALITY_WORKER
+
+    components = _pipeline(tmp_path, QUALITY_WORKER).to_runner_api().components
+    hinted = {env for env, proto in components.environments.items() if proto.resource_hints}
+    assert len(hinted) == 1
+    leaves = {t.unique_name: t.environment_id for t in components.transforms.values()
+              if not t.subtransforms and t.environment_id}
+    apart = sorted(name for name, env in leaves.items() if env in hinted)
+    assert {"ReadKafkaLabels/ReadPartition/ParDo(_ReadPartitionDoFn)",
+            "Quality/ShardLabels", "Quality/Join/ParDo(_JoinDoFn)", "Quality/PairsWithModel"} <= set(apart), apart
+    assert any(name.startswith("Quality/CombineQualitySlices/") for name in apart), apart
+    assert not [name for name in apart if not name.startswith(("ReadKafkaLabels/", "Quality/"))], apart
+    for name in ("ReadKafka/ReadPartition", "Quality/ShardPredictions", "WindowMetrics/", "Quality/MergeQualitySlices",
+                 "Quality/ExtractQuality"):
+        assert not [a for a in apart if a.startswith(name)], (name, apart)
