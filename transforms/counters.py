@@ -103,7 +103,7 @@ class _AllProcesses:
                 added = theirs.pop((sample.name, tuple(sorted(sample.labels.items()))), 0.0)
                 samples.append(sample._replace(value=sample.value + added))
             total = f"{family.name}_total"
-            samples += [Sample(name, dict(labels), value) for (name, labels), value in list(theirs.items())
+            samples += [Sample(name, dict(labels), value) for (name, labels), value in theirs.items()
                         if name == total]  # series only a worker has (a label value not seen here)
             family.samples = samples
             yield family
