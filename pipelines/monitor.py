@@ -32,7 +32,7 @@ from ampel_monitor.io import read_reference
 from ampel_monitor.series import window_label
 from ampel_monitor.window import ModelSpec
 from drift.profile import ReferenceProfile
-from pipelines import prism
+from pipelines import prism, worker_pool
 from transforms.alerts import EvaluateAlerts, EvaluateConceptDrift
 from transforms.kafka import LABELS, ReadFromKafka, WriteToKafka
 from transforms.labels import CompareVersions, QualityWindows
@@ -290,7 +290,9 @@ def run(
     """Runs the job to its end, over files on the local runner by default, or over Kafka.
 
     With ``kafka`` the pipeline runs in streaming mode; it ends when every partition
-    is done (``stop_at_end``, ``stop_when_idle``), or never.
+    is done (``stop_at_end``, ``stop_when_idle``), or never. Sets this process's garbage
+    collector thresholds (``pipelines.worker_pool.tune_gc``): in-process runners run the
+    pipeline's workers here.
     """
     specs = load_specs(config)
     out = Path(out_dir or config.sinks.out_dir or "out")
@@ -298,6 +300,7 @@ def run(
     for name in OUTPUT_FILES.values():
         (out / name).write_text("", encoding="utf-8")
     options = PipelineOptions(list(beam_args))
+    worker_pool.tune_gc()  # this process runs the pipeline's workers (in-process runners, LOOPBACK)
     # Prism (Beam 2.77) splits a running bundle at an index that counts its data elements
     # only, but cuts its list of data and timers there: with timers in the bundle, the
     # last elements before the split went to both halves and the key left its in-progress
