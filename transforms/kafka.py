@@ -308,7 +308,7 @@ class _Claimed:
 
     def __init__(self) -> None:
         self.offsets: list[int] = []
-        self.values: list[bytes] = []
+        self.values: list[bytes | None] = []  # None: a message without a value
 
     def __len__(self) -> int:
         return len(self.offsets)
