@@ -84,6 +84,17 @@ def window(end_minute, p95, late=False):
     return TimestampedValue((("m", "v"), metrics), ts)
 
 
+def p95_alerts(tmp_path, stream: BeamTestStream) -> list[dict]:
+    """The latency_p95 alerts that streaming evaluation emits over ``stream``."""
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    path = tmp_path / "alerts.jsonl"
+    rules = [r for r in DEFAULT_RULES if r.name == "latency_p95"]
+    with beam.Pipeline(options=options) as pipeline:
+        _ = pipeline | stream | EvaluateAlerts(rules, streaming=True) | WriteJsonLines(str(path))
+    return read_jsonl(path)
+
+
 def test_streaming_evaluation_orders_windows_by_event_time(tmp_path):
     """Window results arriving out of order are evaluated in window order as the watermark passes."""
     stream = (
@@ -93,13 +104,7 @@ def test_streaming_evaluation_orders_windows_by_event_time(tmp_path):
         .add_elements([window(5, 3000.0), window(4, 40.0)])
         .advance_watermark_to_infinity()
     )
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    path = tmp_path / "alerts.jsonl"
-    rules = [r for r in DEFAULT_RULES if r.name == "latency_p95"]
-    with beam.Pipeline(options=options) as pipeline:
-        _ = pipeline | stream | EvaluateAlerts(rules, streaming=True) | WriteJsonLines(str(path))
-    assert [(a["state"], a["window_end"]) for a in read_jsonl(path)] == [
+    assert [(a["state"], a["window_end"]) for a in p95_alerts(tmp_path, stream)] == [
         ("firing", minute(2)), ("resolved", minute(3)), ("firing", minute(5))]
 
 
@@ -117,15 +122,8 @@ def test_a_late_pane_of_the_newest_window_updates_the_alert_state_and_older_ones
         .add_elements([window(4, 4000.0, late=True)])
         .advance_watermark_to_infinity()
     )
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    path = tmp_path / "alerts.jsonl"
-    rules = [r for r in DEFAULT_RULES if r.name == "latency_p95"]
-    with beam.Pipeline(options=options) as pipeline:
-        _ = pipeline | stream | EvaluateAlerts(rules, streaming=True) | WriteJsonLines(str(path))
-    assert [(a["state"], a["window_end"], a["value"]) for a in read_jsonl(path)] == [
+    assert [(a["state"], a["window_end"], a["value"]) for a in p95_alerts(tmp_path, stream)] == [
         ("firing", minute(3), 3.0), ("resolved", minute(4), 0.06), ("firing", minute(4), 4.0)]
-
 
 
 def test_a_window_whose_first_pane_is_late_is_evaluated_in_window_order(tmp_path):
@@ -140,11 +138,5 @@ def test_a_window_whose_first_pane_is_late_is_evaluated_in_window_order(tmp_path
         .add_elements([window(4, 40.0, late=True), window(3, 3000.0, late=True)])  # newer than window 2
         .advance_watermark_to_infinity()
     )
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    path = tmp_path / "alerts.jsonl"
-    rules = [r for r in DEFAULT_RULES if r.name == "latency_p95"]
-    with beam.Pipeline(options=options) as pipeline:
-        _ = pipeline | stream | EvaluateAlerts(rules, streaming=True) | WriteJsonLines(str(path))
-    assert [(a["state"], a["window_end"], a["value"]) for a in read_jsonl(path)] == [
+    assert [(a["state"], a["window_end"], a["value"]) for a in p95_alerts(tmp_path, stream)] == [
         ("firing", minute(2), 3.0), ("resolved", minute(4), 0.04)]
