@@ -20,15 +20,16 @@ __all__ = ["EvaluateAlerts", "EvaluateConceptDrift"]
 
 
 class _EvaluateAlertsDoFn(beam.DoFn):
-    """Buffers on-time window results until the watermark passes them, then evaluates in order.
+    """Buffers window results until the watermark passes them, then evaluates in order.
 
-    A late pane of a window still waiting replaces it; a late pane of the newest window
-    evaluated so far is evaluated at once (its firing or resolution is the version's
-    current state); a late pane of an older window changes nothing, since newer windows
-    have already decided the state. A late pane of a window newer than any evaluated, and
-    not waiting, is the window's first: it waits as an on-time one would (a runner fires a
-    window's first pane late when its input reaches the window after the watermark passed
-    it; Prism does so at the end of a replay, when the watermark jumps to the end of time).
+    What happens to a pane depends on the window's place, not on its ``late`` flag: a pane
+    of a window still waiting replaces it; a pane of the newest window evaluated so far
+    is evaluated at once (a late update: its firing or resolution is the version's current
+    state); a pane of an older window changes nothing, since newer windows have already
+    decided the state. Any other pane is its window's first and waits for the watermark,
+    even one the runner fired late (its input reached the window after the watermark
+    passed it; Prism does so at the end of a replay, when the watermark jumps to the end
+    of time).
     """
 
     # window results are held as JSON bytes: cheap for the state cache to size
@@ -53,20 +54,19 @@ class _EvaluateAlertsDoFn(beam.DoFn):
         tick=beam.DoFn.TimerParam(TICK),
     ) -> Iterator[dict[str, Any]]:
         _, metrics = element
-        if metrics["late"]:
-            waiting = list(pending.read())
-            if any(micros == timestamp.micros for micros, _ in waiting):
-                pending.clear()
-                for item in waiting:
-                    pending.add(item if item[0] != timestamp.micros else (item[0], json.dumps(metrics).encode()))
-                return
-            newest = last.read()
-            if timestamp.micros == newest:
-                evaluator = AlertEvaluator(self._rules, self._min_events, self._min_drift_count, firing.read() or ())
-                yield from evaluator.evaluate(metrics)
-                firing.write(evaluator.firing)
-            if newest is not None and timestamp.micros <= newest:
-                return  # the newest window's, just evaluated, or an older window's
+        waiting = list(pending.read())
+        if any(micros == timestamp.micros for micros, _ in waiting):
+            pending.clear()
+            for item in waiting:
+                pending.add(item if item[0] != timestamp.micros else (item[0], json.dumps(metrics).encode()))
+            return
+        newest = last.read()
+        if timestamp.micros == newest:
+            evaluator = AlertEvaluator(self._rules, self._min_events, self._min_drift_count, firing.read() or ())
+            yield from evaluator.evaluate(metrics)
+            firing.write(evaluator.firing)
+        if newest is not None and timestamp.micros <= newest:
+            return  # the newest window's, just evaluated, or an older window's
         pending.add((timestamp.micros, json.dumps(metrics).encode()))
         current = next_tick.read()
         if current is None or timestamp.micros < current:

@@ -11,7 +11,7 @@
 * Windows fire when the watermark passes their end. Events within the allowed
   lateness update their windows: the slice stage emits only the late delta
   (discarding), the window stage adds it to what it had (accumulating) and re-emits
-  the whole window as a late pane, flagged ``late``.
+  the whole window as a late pane, flagged ``late`` (a window's first pane is not).
 * Events beyond the allowed lateness never get here: the source that knows the
   watermark dead-letters them as ``too_late`` (the Kafka read step, ``transforms.kafka.gate``;
   a bounded replay has no late data, its watermark moves only at the end). The window
@@ -30,7 +30,6 @@ from apache_beam.coders import BytesCoder
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.timestamp import Duration
-from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from ampel_monitor.config import WindowConfig
 from ampel_monitor.events import Batch
@@ -103,7 +102,9 @@ class _ExtractMetricsDoFn(beam.DoFn):
         pane=beam.DoFn.PaneInfoParam,
     ) -> Iterator[tuple[tuple[str, str], dict[str, Any]]]:
         model, accumulator = element
-        late = pane.timing == PaneInfoTiming.LATE
+        # an update of a window already emitted; a window's first pane is not, even when the
+        # runner fires it LATE (its input reached it after the watermark: Prism, as a replay ends)
+        late = not pane.is_first
         start, end = win.start.micros // 1000, win.end.micros // 1000
         for metrics in accumulator.metrics(self._specs[model], start, end, late):
             count_window(model)

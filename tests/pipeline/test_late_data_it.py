@@ -83,6 +83,28 @@ def _late_count(model):
     return REGISTRY.get_sample_value("ampel_late_events_total", {"model": model}) or 0.0
 
 
+def test_a_window_first_seen_after_the_watermark_passed_it_is_not_flagged_late(tmp_path):
+    """``late`` marks an update of a window already emitted. A window whose first events
+    come after the watermark passed its end (within lateness) fires a LATE pane first:
+    it is the window's first result, so not late; the next update is."""
+    profile = ReferenceProfile.build({"x": np.arange(100.0) % 5})
+    specs = {"m": ModelSpec("m", profile)}
+    decoder = EventDecoder({"m": ModelSchema.from_profile(profile, "regression")}, WINDOWS.slide_ms)
+    stream = (
+        BeamTestStream()
+        .advance_watermark_to(T0 / 1000 + 120)  # past [-60, 60) and [0, 120), nothing in them yet
+        .add_elements(batches(decoder, [30, 31, 32, 33, 34]))
+        .advance_watermark_to(T0 / 1000 + 150)
+        .add_elements(batches(decoder, [40]))
+        .advance_watermark_to_infinity()
+    )
+    panes = run_windows(tmp_path, specs, stream)
+    assert sorted((p["window_start"], p["late"], p["count"]) for p in panes) == [
+        ("2025-12-31T23:59:00Z", False, 5), ("2025-12-31T23:59:00Z", True, 6),
+        ("2026-01-01T00:00:00Z", False, 5), ("2026-01-01T00:00:00Z", True, 6),
+    ]
+
+
 def test_the_gate_passes_what_the_windows_take_and_dead_letters_the_rest_record_by_record():
     """At the watermark the read step reports: a slice not yet closed passes; a closed
     slice within the allowed lateness passes, counted late; past it, each record becomes
