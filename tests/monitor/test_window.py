@@ -42,6 +42,24 @@ def test_sharded_combine_equals_one_pass():
     assert a[0]["count"] == 600 and a[0]["errors"] == 67
 
 
+def test_large_batches_folded_before_the_shuffle_combine_as_the_batches_do(monkeypatch):
+    """``fold_large`` turns a batch of at least FOLD_MIN_EVENTS into its accumulator (what
+    crosses to the combiner on a runner that does not lift it); small ones pass as they are.
+    Folded, raw or mixed, the slice's metrics are the same."""
+    import transforms.windows as windows
+
+    spec, batches = make_batches(n=599)  # 5 batches of 100 events and one of 99
+    monkeypatch.setattr(windows, "FOLD_MIN_EVENTS", 100)
+    combine = pickle.loads(pickle.dumps(SliceCombineFn({"m": spec})))
+    folded = [combine.fold_large(("m", b)) for b in batches]
+    assert folded[-1] == ("m", batches[-1])
+    assert all(model == "m" and isinstance(value, ModelAccumulator) for model, value in folded[:-1])
+    raw = combine.add_inputs(combine.create_accumulator(), batches)
+    mixed = combine.add_inputs(combine.create_accumulator(), [value for _, value in folded])
+    a, b = (acc.metrics(spec, T0, T0 + 60_000, late=False) for acc in (mixed, raw))
+    assert a == b and a[0]["count"] == 599
+
+
 def test_window_merge_leaves_its_inputs_unchanged():
     spec, batches = make_batches()
     slices = [ModelAccumulator().add_batch(b, SliceSpec(spec)) for b in batches]

@@ -57,7 +57,7 @@ def test_batches_leave_the_kafka_reader_with_the_batch_coder(tmp_path):
         return found
 
     for suffix in ("ReadKafka/ReadPartition/ParDo(_ReadPartitionDoFn)[None]",
-                   "ReadKafkaLabels/ReadPartition/ParDo(_ReadPartitionDoFn)[labels]", "WindowMetrics/Slices[None]"):
+                   "ReadKafkaLabels/ReadPartition/ParDo(_ReadPartitionDoFn)[labels]"):
         value = coder(suffix)
         assert isinstance(value, beam.coders.TupleCoder), (suffix, value)
         assert isinstance(value.coders()[1], BatchCoder), (suffix, value)
@@ -72,7 +72,7 @@ def test_the_metrics_and_the_join_take_the_batches_as_read(tmp_path):
     assert not [label for label in flattens if "Batches" in label], flattens
     # no keyed step between: the slices' combine starts in the read's stage (lateness is
     # judged in the read step), so whole batches never cross to another stage for the metrics
-    assert inputs["WindowMetrics/Slices"] == [read]
+    assert inputs["WindowMetrics/FoldLargeBatches"] == [read]
     assert [label for label, producers in inputs.items() if label.startswith("Quality/") and read in producers] == [
         "Quality/ShardPredictions"]
     assert [label for label, producers in inputs.items() if label.startswith("Quality/") and read.replace(
