@@ -191,7 +191,7 @@ def _cmd_loadgen(args: argparse.Namespace) -> int:
     topics = kafka.topics if args.config else KafkaTopics()
     stats = run_loadgen(kafka.client_config(), args.rate, args.duration, args.scenario, args.format,
                         args.confluent_framing, topics, args.label_delay, args.labelled_fraction,
-                        args.label_delay_min, args.seed, pace=not args.no_pace)
+                        args.label_delay_min, args.seed, pace=not args.no_pace, key=args.key)
     print(f"produced {stats.predictions:,} predictions, {stats.labels:,} labels and {stats.resources:,} resource "
           f"samples in {stats.seconds:.1f} s: {stats.rate:,.0f} predictions/s")
     return 0
@@ -348,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     loadgen.add_argument("--labelled-fraction", type=float, default=0.5, help="share of predictions labelled (0.5)")
     loadgen.add_argument("--seed", type=int, default=7)
     loadgen.add_argument("--no-pace", action="store_true", help="produce as fast as possible (benchmarks)")
+    loadgen.add_argument("--key", default="model", choices=("model", "event"),
+                         help="key predictions and labels by model id (each model in one partition) or by event id "
+                              "(spread over every partition) (model)")
     loadgen.add_argument("--config", metavar="CFG", help="take topic names and client security settings from a config")
     loadgen.set_defaults(run=_cmd_loadgen)
 

@@ -4,7 +4,9 @@ Traffic is that of the demo scenario (``ampel_monitor.demo_data``: three models,
 features and outputs, without attributions), stamped with the wall-clock time as it is produced, paced to
 ``rate`` events per second. Each second of traffic is drawn at once with numpy as
 columns, encoded (Avro in bulk by ``avro_writer``, JSON record by record) and handed to
-one confluent-kafka producer, keyed by model. A share of the predictions gets its label
+one confluent-kafka producer, keyed by model (each model's events in one partition, in
+order) or by event id (``key="event"``: every model's events spread over every partition,
+each label in its prediction's). A share of the predictions gets its label
 ``label_delay`` seconds later on the labels topic (or after a delay drawn uniformly from
 ``label_delay_min`` to ``label_delay``); every host of every model reports a resource
 sample every 15 s.
@@ -32,7 +34,7 @@ from ampel_monitor.config import KafkaTopics
 from ampel_monitor.demo_data import _columns, _incidents, _resources, _split
 from ampel_monitor.wire import TOPIC_SCHEMAS, WireFormat
 
-__all__ = ["SCENARIOS", "LoadgenStats", "run_loadgen"]
+__all__ = ["KEYS", "SCENARIOS", "LoadgenStats", "run_loadgen"]
 
 #: Scenario name to the demo incidents it injects.
 SCENARIOS = {
@@ -42,6 +44,8 @@ SCENARIOS = {
     "errors": ("error_burst",),
     "mixed": ("drift", "latency_spike", "error_burst", "resource_pressure"),
 }
+#: What predictions and labels are keyed by (resource samples always by model).
+KEYS = ("model", "event")
 _RESOURCE_PERIOD_S = 15
 
 
@@ -92,6 +96,7 @@ def run_loadgen(
     seed: int = 7,
     pace: bool = True,
     out: TextIO = sys.stderr,
+    key: str = "model",
 ) -> LoadgenStats:
     """Produces ``rate`` events per second for ``duration`` seconds; returns what was sent.
 
@@ -112,12 +117,16 @@ def run_loadgen(
         seed: the seed of the traffic.
         pace: wait for the wall clock (False: produce as fast as possible, for benchmarks).
         out: where progress goes.
+        key: one of ``KEYS``: the message key of predictions and labels, the model id or
+            the event id.
 
     Raises:
         ValueError: for an unknown scenario or format, or out-of-range numbers.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario must be one of {sorted(SCENARIOS)}, got {scenario!r}")
+    if key not in KEYS:
+        raise ValueError(f"key must be one of {list(KEYS)}, got {key!r}")
     if rate <= 0 or duration <= 0:
         raise ValueError(f"rate and duration must be positive, got {rate!r} and {duration!r}")
     if not 0.0 <= labelled_fraction <= 1.0:
@@ -155,12 +164,14 @@ def run_loadgen(
             delays = delay_ms[1] if delay_ms[0] == delay_ms[1] else rng.integers(*delay_ms, endpoint=True,
                                                                                   size=labels.timestamp.size)
             labels = replace(labels, timestamp=labels.timestamp + delays)
-            for value, key in zip(encode_events(events), events.strings.text(events.model_id).tolist()):
+            keys = events.event_id if key == "event" else events.model_id
+            for value, message_key in zip(encode_events(events), events.strings.text(keys).tolist()):
                 try:
-                    produce(topic, value, key)
+                    produce(topic, value, message_key)
                 except BufferError:  # the local queue is full
-                    _produce(producer, topic, value, key)
-            for row in zip(labels.timestamp.tolist(), order, encode_truth(labels), labels.strings.text(labels.model_id).tolist()):
+                    _produce(producer, topic, value, message_key)
+            label_keys = labels.strings.text(labels.event_id if key == "event" else labels.model_id).tolist()
+            for row in zip(labels.timestamp.tolist(), order, encode_truth(labels), label_keys):
                 heapq.heappush(pending, row)
             sent["predictions"] += n
         if tick % _RESOURCE_PERIOD_S == 0:  # one sample per host, stamped now
@@ -170,8 +181,8 @@ def run_loadgen(
                 sent["resources"] += 1
         now_ms = int(time.time() * 1000) if pace else finish
         while pending and pending[0][0] <= now_ms:
-            _, _, value, key = heapq.heappop(pending)
-            _produce(producer, topics.labels, value, key)
+            _, _, value, message_key = heapq.heappop(pending)
+            _produce(producer, topics.labels, value, message_key)
             sent["labels"] += 1
         producer.poll(0)
         if pace:
@@ -188,12 +199,12 @@ def run_loadgen(
                 time.sleep(min(wait, 1.0))
                 producer.poll(0)
                 continue
-            _, _, value, key = heapq.heappop(pending)
-            _produce(producer, topics.labels, value, key)
+            _, _, value, message_key = heapq.heappop(pending)
+            _produce(producer, topics.labels, value, message_key)
             sent["labels"] += 1
     else:
-        for _, _, value, key in sorted(pending):
-            _produce(producer, topics.labels, value, key)
+        for _, _, value, message_key in sorted(pending):
+            _produce(producer, topics.labels, value, message_key)
             sent["labels"] += 1
     remaining = producer.flush(60)
     if remaining:

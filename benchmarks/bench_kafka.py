@@ -85,7 +85,7 @@ def write_config(workdir: Path, topics: dict, windows: dict, wire: str, labels: 
 
 
 def loadgen(topics: dict, events: int, wire: str, pace: bool = False, rate: float = 0, labelled: float = 0.0,
-            label_delay: float = 60.0, label_delay_min: float | None = None) -> dict:
+            label_delay: float = 60.0, label_delay_min: float | None = None, key: str = "model") -> dict:
     from ampel_monitor.config import KafkaTopics
     from ampel_monitor.loadgen import run_loadgen
 
@@ -94,7 +94,7 @@ def loadgen(topics: dict, events: int, wire: str, pace: bool = False, rate: floa
     rate = rate or events / 10
     stats = run_loadgen({"bootstrap.servers": BOOTSTRAP}, rate=rate, duration=events / rate, scenario="mixed",
                         wire=wire, topics=names, labelled_fraction=labelled, label_delay=label_delay,
-                        label_delay_min=label_delay_min, pace=pace, out=open(os.devnull, "w"))
+                        label_delay_min=label_delay_min, pace=pace, out=open(os.devnull, "w"), key=key)
     return {"events": stats.predictions, "labels": stats.labels, "seconds": stats.seconds, "rate": stats.rate}
 
 

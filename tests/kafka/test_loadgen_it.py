@@ -16,13 +16,13 @@ from tests.kafka.conftest import BOOTSTRAP
 pytestmark = pytest.mark.it
 
 
-@pytest.mark.parametrize("wire, confluent, shortest", [("avro", True, None), ("json", False, 0.25)])
-def test_loadgen_sends_what_it_reports(broker, wire, confluent, shortest):
+@pytest.mark.parametrize("wire, confluent, shortest, key", [("avro", True, None, "model"), ("json", False, 0.25, "event")])
+def test_loadgen_sends_what_it_reports(broker, wire, confluent, shortest, key):
     names = broker.topics(f"loadgen-{wire}")
     topics = KafkaTopics(names["predictions"], names["labels"], names["resources"], names["alerts"], names["dead_letters"])
     stats = run_loadgen({"bootstrap.servers": BOOTSTRAP}, rate=400, duration=4, scenario="mixed", wire=wire,
                         confluent=confluent, topics=topics, label_delay=1.0, labelled_fraction=0.5, seed=3,
-                        label_delay_min=shortest)
+                        label_delay_min=shortest, key=key)
     assert stats.predictions == 1600
 
     predictions = broker.consume_all(names["predictions"])
@@ -37,18 +37,29 @@ def test_loadgen_sends_what_it_reports(broker, wire, confluent, shortest):
     if confluent:
         assert {m.value()[:5] for m in predictions} == {b"\x00\x00\x00\x00\x01"}
     events = [formats["predictions"].decode(m.value()) for m in predictions]
-    assert all(m.key().decode() == e["model_id"] for m, e in zip(predictions, events))
+    assert all(m.key().decode() == e["model_id" if key == "model" else "event_id"] for m, e in zip(predictions, events))
     assert Counter(e["model_id"] for e in events) == {"credit-risk": 640, "fraud-detector": 560, "demand-forecast": 400}
     decoded_labels = [formats["labels"].decode(m.value()) for m in labels]
     by_id = {e["event_id"]: e for e in events}
     delays = [label["timestamp"] - by_id[label["event_id"]]["timestamp"] for label in decoded_labels]
+    partition_of = {e["event_id"]: m.partition() for m, e in zip(predictions, events)}
+    if key == "event":  # every model in both partitions; a label in its prediction's partition
+        assert {(e["model_id"], m.partition()) for m, e in zip(predictions, events)} == {
+            (model, p) for model in ("credit-risk", "fraud-detector", "demand-forecast") for p in (0, 1)}
+        assert all(m.key().decode() == label["event_id"] and m.partition() == partition_of[label["event_id"]]
+                   for m, label in zip(labels, decoded_labels))
+    else:  # a model in one partition
+        placed = {(e["model_id"], m.partition()) for m, e in zip(predictions, events)}
+        assert sorted(model for model, _ in placed) == ["credit-risk", "demand-forecast", "fraud-detector"]
+        assert all(m.key().decode() == label["model_id"] for m, label in zip(labels, decoded_labels))
     if shortest is None:
         assert set(delays) == {1000}
     else:  # uniform from 250 to 1000 ms, produced in the order they are due
         assert min(delays) >= 250 and max(delays) <= 1000 and len(set(delays)) > 100
         assert abs(sum(delays) / len(delays) - 625) < 40
-        times = [label["timestamp"] for label in decoded_labels]
-        assert times == sorted(times)
+        for partition in (0, 1):  # order holds within a partition
+            times = [label["timestamp"] for m, label in zip(labels, decoded_labels) if m.partition() == partition]
+            assert times == sorted(times)
     schemas = {m: ModelSchema(tuple(k for k, v in by_id[next(i for i, e in by_id.items() if e["model_id"] == m)]
                                     ["features"].items() if not isinstance(v, str)), (), m == "demand-forecast")
                for m in ("credit-risk", "fraud-detector", "demand-forecast")}
