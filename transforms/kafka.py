@@ -10,9 +10,10 @@ The source (``ReadFromKafka``)::
 * One element per topic-partition; its restriction is an offset range
   ``[start, stop)`` (``stop`` is unbounded unless ``stop_at_end``). The DoFn claims
   each offset it emits, so a restart resumes exactly after the last checkpoint.
-* Each call polls messages in bulk for up to about a second, decodes them together
-  (up to 50,000 at a time) into the pipeline's batches, then checkpoints
-  (``defer_remainder``) so the runner can commit progress and move the watermark.
+* Each call polls messages in bulk for up to about a second (up to five while every poll
+  comes back full: a backlog), decodes them together (up to 50,000 at a time) into the
+  pipeline's batches, then checkpoints (``defer_remainder``) so the runner can commit
+  progress and move the watermark.
 * The watermark of a partition trails the largest event time read from it by
   ``watermark_skew``; a partition idle for ``idle_timeout``, and read to the end the
   broker reports, advances it to the wall clock minus the skew, so quiet partitions do
@@ -78,7 +79,13 @@ LABELS = "labels"
 
 _LOG = logging.getLogger(__name__)
 _UNBOUNDED = sys.maxsize
+#: How long a call reads: about a second while the partition is caught up (the runner
+#: then moves the watermark and commits progress), up to ``_BACKLOG_SECONDS`` while every
+#: poll comes back full. A runner takes its time to hand a deferred remainder back (Flink
+#: 1.19 with Beam 2.62: 1.3-1.8 s between calls), so short calls over a backlog leave the
+#: worker idle most of the time.
 _BUNDLE_SECONDS = 1.0
+_BACKLOG_SECONDS = 5.0
 _POLL_SECONDS = 0.2
 #: Claimed messages decoded together (at most; a call's last ones may be fewer).
 _DECODE_MESSAGES = 50_000
@@ -377,11 +384,13 @@ class _ReadPartitionDoFn(beam.DoFn):
             return
         self._resume(watermark, key, element.siblings)
         consumer = self._consumer_at(element, next_offset)
-        deadline = time.monotonic() + _BUNDLE_SECONDS
+        started = time.monotonic()
+        deadline = started + _BUNDLE_SECONDS
         pending = _Claimed()  # claimed, not yet decoded: decoded together, into fewer and larger batches
         while time.monotonic() < deadline:
             messages = consumer.consume(self._kafka.max_poll_records, timeout=_POLL_SECONDS)
             claimed, ended, read = _Claimed(), False, len(messages)
+            deadline = started + (_BACKLOG_SECONDS if read >= self._kafka.max_poll_records else _BUNDLE_SECONDS)
             for message in messages:
                 error = message.error()
                 if error is not None:
