@@ -19,6 +19,11 @@ submits it (scripts/flink.sh submit), EXTERNAL worker pool, 2 task slots.
    with every task running again, and until it completed a checkpoint after the restore.
    The final windows are checked to hold every event exactly once.
 
+The read rows also give each Python worker's CPU seconds during the read: at parallelism
+2, Beam's Flink runner binds each stage's subtasks to the SDK workers in the order it
+creates them, and Flink spreads the partitions over the source's subtasks by a hash of
+each partition's element, so one worker may do all the reading.
+
 Usage: python benchmarks/bench_flink.py [--events 4000000] [--live-rate 1000]
 """
 
@@ -111,6 +116,21 @@ def wait(condition, timeout: float, what: str) -> float:
     return time.monotonic()
 
 
+def worker_cpu() -> dict[int, float]:
+    """CPU seconds of each Python SDK worker process (the pool's children) so far."""
+    import psutil
+
+    seconds = {}
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if "SdkHarness" in " ".join(process.info["cmdline"] or ()):
+                times = process.cpu_times()
+                seconds[process.pid] = times.user + times.system
+        except psutil.Error:
+            pass
+    return seconds
+
+
 def throughput(workdir: Path, env: dict, master: str, events: int, parallelism: int) -> dict:
     import yaml
 
@@ -125,6 +145,7 @@ def throughput(workdir: Path, env: dict, master: str, events: int, parallelism: 
     job = script("flink.sh", "submit", "--flink-master", master, "--config", str(config_path), "--out", str(out),
                  "--parallelism", str(parallelism), env=env).splitlines()[-1]
     running = time.monotonic()
+    cpu = worker_cpu()
     lag = Lag(config)
 
     def remaining() -> int:
@@ -136,12 +157,14 @@ def throughput(workdir: Path, env: dict, master: str, events: int, parallelism: 
     first = wait(lambda: remaining() < backlog, 600, "the first offsets committed")
     after = remaining()
     read = wait(lambda: lag() == 0, 1800, "the job to read every message")
+    busy = sorted((seconds - cpu.get(pid, 0.0) for pid, seconds in worker_cpu().items()), reverse=True)
     lag.close()
     done = wait(lambda: counted(out)[0] >= produced["events"], 600, "every event in the window metrics")
     total, broken = counted(out)
     FlinkRest(master).cancel(job)
     return {"events": produced["events"], "read_s": read - running, "metrics_s": done - running,
-            "counted": total, "broken": broken, "first_s": first - running, "after_start": after / (read - first)}
+            "counted": total, "broken": broken, "first_s": first - running, "after_start": after / (read - first),
+            "workers_cpu_s": busy}
 
 
 def recovery(workdir: Path, env: dict, master: str, rate: float) -> dict:
@@ -209,7 +232,9 @@ def main() -> None:
                 steady[parallelism] = result["after_start"]
                 exact = "exact" if result["counted"] == result["events"] else f"counted {result['counted']:,}"
                 rows.append((f"Kafka -> metrics, parallelism {parallelism}: read", f"{result['events']:,}",
-                             f"{result['read_s']:.1f}", f"{rates[parallelism]:,.0f}", "job running -> all offsets committed"))
+                             f"{result['read_s']:.1f}", f"{rates[parallelism]:,.0f}",
+                             "job running -> all offsets committed; Python workers' CPU meanwhile: "
+                             + " + ".join(f"{seconds:.1f}" for seconds in result["workers_cpu_s"]) + " s"))
                 rows.append((f"Kafka -> metrics, parallelism {parallelism}: read after start-up", "",
                              f"{result['first_s']:.1f}", f"{result['after_start']:,.0f}",
                              "seconds: to the first offsets committed; events/s: from there on"))
