@@ -202,9 +202,27 @@ def _nth(i: int) -> str:
     return str(i) if i else ""
 
 
+#: Labelled pairs of at least this many go to the slice combiner folded into their own
+#: ``QualityState`` (``_QualityCombineFn.fold_large``): a state pickles to under 1 KB
+#: (confusion and subgroup tables), labelled pairs to about 14 B each.
+FOLD_MIN_PAIRS = 100
+
+
 class _QualityCombineFn(beam.CombineFn):
+    """Folds the labelled pairs and prediction counts of one model version and slice into
+    one ``QualityState``; inputs may also be states that ``fold_large`` made of pairs."""
+
     def __init__(self, specs: Mapping[str, QualitySpec]) -> None:
         self._specs = dict(specs)
+
+    def fold_large(self, element: tuple[tuple[str, str], tuple[str, Any]]) -> tuple[tuple[str, str], tuple[str, Any]]:
+        """Large labelled pairs as their own state, before they cross to the combiner: as
+        ``transforms.windows.SliceCombineFn.fold_large``, for the runners that shuffle a
+        streaming combine's inputs unlifted (and hold them until the slice fires)."""
+        key, (model, value) = element
+        if not isinstance(value, LabelledBatch) or len(value) < FOLD_MIN_PAIRS:
+            return element
+        return key, (model, self.add_input({}, element[1])["state"])
 
     def create_accumulator(self) -> dict[str, Any]:
         return {}  # model -> QualityState, created on the first input (the key is not known here)
@@ -215,8 +233,9 @@ class _QualityCombineFn(beam.CombineFn):
         if state is None:
             state = accumulator["state"] = QualityState(self._specs[model])
         if isinstance(value, LabelledBatch):
-            subgroups = {name: column for name, column in value.attributes.items()}
-            state.add(value.predictions, value.labels, value.confidence, subgroups)
+            state.add(value.predictions, value.labels, value.confidence, dict(value.attributes))
+        elif isinstance(value, QualityState):
+            state.merge(value)
         else:
             state.add_unlabelled(value)
         return accumulator
@@ -342,6 +361,7 @@ class QualityWindows(beam.PTransform):
                       | "Join" >> self._hinted(beam.FlatMap(_join_all, self._labels, w.slide_ms, sensitive).with_outputs(
                           DEAD, main="pairs")))
         lateness = Duration(micros=(self._labels.max_delay_ms + w.lateness_ms + 2 * w.slide_ms) * 1000)
+        combine = _QualityCombineFn(specs)
 
         quality = (
             joined.pairs
@@ -353,7 +373,8 @@ class QualityWindows(beam.PTransform):
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
                 allowed_lateness=lateness,
             ))
-            | "CombineQualitySlices" >> self._hinted(beam.CombinePerKey(_QualityCombineFn(specs)))
+            | "FoldLargePairs" >> self._hinted(beam.Map(combine.fold_large).with_output_types(_SLICED))
+            | "CombineQualitySlices" >> self._hinted(beam.CombinePerKey(combine))
             | "QualityWindows" >> beam.WindowInto(
                 window.SlidingWindows(w.size, w.slide),
                 trigger=trigger.DefaultTrigger(),

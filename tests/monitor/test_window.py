@@ -60,6 +60,41 @@ def test_large_batches_folded_before_the_shuffle_combine_as_the_batches_do(monke
     assert a == b and a[0]["count"] == 599
 
 
+
+def test_large_labelled_pairs_folded_before_the_shuffle_combine_as_the_pairs_do():
+    """The quality slices' ``fold_large``: labelled pairs of at least FOLD_MIN_PAIRS cross as
+    their own ``QualityState``, smaller ones and prediction counts as they are; the
+    slice's quality is the same folded, raw or mixed."""
+    from ampel_monitor.labels import LabelledBatch
+    from ampel_monitor.quality import QualitySpec, QualityState
+    from transforms.labels import FOLD_MIN_PAIRS, _QualityCombineFn
+
+    rng = np.random.default_rng(3)
+    classes, regions = np.array(["fraud", "ok"], dtype=object), np.array(["eu", "us", None], dtype=object)
+
+    def pairs(n):
+        return LabelledBatch("m", "v1", T0, classes[rng.integers(0, 2, n)], classes[rng.integers(0, 2, n)],
+                             rng.uniform(0.5, 1.0, n), {"region": regions[rng.integers(0, 3, n)]})
+
+    key = ("m", "v1")
+    inputs = [(key, ("m", value)) for value in (pairs(FOLD_MIN_PAIRS), 250, pairs(FOLD_MIN_PAIRS - 1), pairs(3 * FOLD_MIN_PAIRS))]
+    combine = pickle.loads(pickle.dumps(_QualityCombineFn({"m": QualitySpec("classification", "fraud", ("region",))})))
+    folded = [combine.fold_large(element) for element in inputs]
+    assert [type(value).__name__ for _, (_, value) in folded] == ["QualityState", "int", "LabelledBatch", "QualityState"]
+    assert folded[1:3] == inputs[1:3] and all(k == key and model == "m" for k, (model, _) in folded)
+
+    def quality(elements):
+        accumulator = combine.create_accumulator()
+        for _, value in elements:
+            accumulator = combine.add_input(accumulator, value)
+        state = combine.extract_output(accumulator)
+        assert isinstance(state, QualityState)
+        return state.metrics({"accuracy": 0.5})
+
+    raw, mixed = quality(inputs), quality(folded)
+    assert mixed == raw
+    assert raw["labelled"] == 5 * FOLD_MIN_PAIRS - 1 and raw["predictions"] == 250
+
 def test_window_merge_leaves_its_inputs_unchanged():
     spec, batches = make_batches()
     slices = [ModelAccumulator().add_batch(b, SliceSpec(spec)) for b in batches]

@@ -157,7 +157,8 @@ def test_the_label_side_alone_runs_in_the_environment_of_its_hints(tmp_path):
               if not t.subtransforms and t.environment_id}
     apart = sorted(name for name, env in leaves.items() if env in hinted)
     assert {"ReadKafkaLabels/ReadPartition/ParDo(_ReadPartitionDoFn)",
-            "Quality/ShardLabels", "Quality/Join/ParDo(_JoinDoFn)", "Quality/PairsWithModel"} <= set(apart), apart
+            "Quality/ShardLabels", "Quality/Join/ParDo(_JoinDoFn)", "Quality/PairsWithModel",
+            "Quality/FoldLargePairs"} <= set(apart), apart
     assert any(name.startswith("Quality/CombineQualitySlices/") for name in apart), apart
     assert not [name for name in apart if not name.startswith(("ReadKafkaLabels/", "Quality/"))], apart
     for name in ("ReadKafka/ReadPartition", "Quality/ShardPredictions", "WindowMetrics/", "Quality/MergeQualitySlices",
