@@ -42,8 +42,8 @@ def test_loadgen_sends_what_it_reports(broker, wire, confluent, shortest, key):
     decoded_labels = [formats["labels"].decode(m.value()) for m in labels]
     by_id = {e["event_id"]: e for e in events}
     delays = [label["timestamp"] - by_id[label["event_id"]]["timestamp"] for label in decoded_labels]
-    partition_of = {e["event_id"]: m.partition() for m, e in zip(predictions, events)}
     if key == "event":  # every model in both partitions; a label in its prediction's partition
+        partition_of = {e["event_id"]: m.partition() for m, e in zip(predictions, events)}
         assert {(e["model_id"], m.partition()) for m, e in zip(predictions, events)} == {
             (model, p) for model in ("credit-risk", "fraud-detector", "demand-forecast") for p in (0, 1)}
         assert all(m.key().decode() == label["event_id"] and m.partition() == partition_of[label["event_id"]]
