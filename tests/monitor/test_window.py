@@ -60,7 +60,6 @@ def test_large_batches_folded_before_the_shuffle_combine_as_the_batches_do(monke
     assert a == b and a[0]["count"] == 599
 
 
-
 def test_large_labelled_pairs_folded_before_the_shuffle_combine_as_the_pairs_do():
     """The quality slices' ``fold_large``: labelled pairs of at least FOLD_MIN_PAIRS cross as
     their own ``QualityState``, smaller ones and prediction counts as they are; the
@@ -94,6 +93,7 @@ def test_large_labelled_pairs_folded_before_the_shuffle_combine_as_the_pairs_do(
     raw, mixed = quality(inputs), quality(folded)
     assert mixed == raw
     assert raw["labelled"] == 5 * FOLD_MIN_PAIRS - 1 and raw["predictions"] == 250
+
 
 def test_window_merge_leaves_its_inputs_unchanged():
     spec, batches = make_batches()
