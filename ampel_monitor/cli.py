@@ -158,12 +158,17 @@ def _cmd_drift(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     from ampel_monitor.config import load_config
     from ampel_monitor.demo import summarize
+    from pipelines import prism, worker_pool
     from pipelines.monitor import KafkaSource, run
     from transforms.counters import serve_metrics
 
     config = load_config(args.config)
+    if not args.input and config.labels is not None and prism.splits_workers(PipelineOptions(beam_args)):
+        worker_pool.start_forker()  # the label side's worker, forked before this process starts threads
     kafka = None
     if not args.input:
         if config.kafka is None:

@@ -117,15 +117,19 @@ def wait(condition, timeout: float, what: str) -> float:
 
 
 def worker_cpu() -> dict[int, float]:
-    """CPU seconds of each Python SDK worker process (the pool's children) so far."""
+    """CPU seconds of each Python SDK worker process so far: the forks of the worker
+    pool's forking process (``pipelines.worker_pool.Forker``), the pool's grandchildren."""
     import psutil
 
     seconds = {}
-    for process in psutil.process_iter(["cmdline"]):
+    for pool in psutil.process_iter(["cmdline"]):
         try:
-            if "SdkHarness" in " ".join(process.info["cmdline"] or ()):
-                times = process.cpu_times()
-                seconds[process.pid] = times.user + times.system
+            if "pipelines.worker_pool" not in " ".join(pool.info["cmdline"] or ()):
+                continue
+            for forker in pool.children():
+                for worker in forker.children():
+                    times = worker.cpu_times()
+                    seconds[worker.pid] = times.user + times.system
         except psutil.Error:
             pass
     return seconds

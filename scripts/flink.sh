@@ -262,7 +262,8 @@ cmd_wait() {
     local deadline=$((SECONDS + FLINK_WAIT_S)) n
     while true; do
         n="$(taskmanagers || true)"
-        if [[ -n "$n" && "$n" -ge 1 ]] && pool_pid >/dev/null; then
+        # the pool listens once it has imported the pipeline's modules (a few seconds)
+        if [[ -n "$n" && "$n" -ge 1 ]] && pool_pid >/dev/null && ! port_free "$FLINK_WORKER_POOL_PORT"; then
             log "ready: $REST ($n TaskManager(s)), worker pool on 127.0.0.1:$FLINK_WORKER_POOL_PORT"
             return 0
         fi

@@ -9,11 +9,12 @@ into files in a directory (prometheus-client's multiprocess mode, set by their
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from apache_beam.metrics import Metrics
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, start_http_server, values
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Sample
@@ -38,6 +39,7 @@ _SINK_WRITES = Counter("ampel_sink_writes", "Records delivered by a sink (sample
                        ["sink"], registry=REGISTRY)
 _SINK_RETRIES = Counter("ampel_sink_retries", "Requests a sink retried after a transient failure, by sink.",
                         ["sink"], registry=REGISTRY)
+_ALL = (_EVENTS, _DEAD, _LATE, _WINDOWS, _LABELLED, _EXPIRED, _SINK_WRITES, _SINK_RETRIES)
 
 
 def count_events(model: str, n: int) -> None:
@@ -79,6 +81,15 @@ def count_sink_writes(sink: str, n: int) -> None:
 def count_sink_retry(sink: str) -> None:
     Metrics.counter("ampel", f"sink_retries.{sink}").inc()
     _SINK_RETRIES.labels(sink=sink).inc()
+
+
+def count_in_files(path: str) -> None:
+    """Makes this process count into files in ``path`` from now on (prometheus-client's
+    multiprocess mode): for a worker forked from a process that counted in memory."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    values.ValueClass = values.get_value_class()  # what counters made from now on count with
+    for counter in _ALL:
+        counter.clear()  # series made before the fork count in memory: made again, they count in files
 
 
 def add_worker_counters(path: Path) -> None:

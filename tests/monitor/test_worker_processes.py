@@ -3,9 +3,11 @@ and its Prometheus counters served with this process's."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from apache_beam.portability.api import metrics_pb2
@@ -65,3 +67,43 @@ def test_metrics_serves_the_counters_of_worker_processes_summed_with_this_one_s(
     text = generate_latest(counters.served()).decode()
     assert text.count('ampel_labelled_predictions_total{model="model-w"}') == 1
     assert text.count("# TYPE ampel_dead_letter_records_total counter") == 1
+
+
+
+_FORKED = """
+import json, os, sys, time
+from prometheus_client import generate_latest
+from pipelines import worker_pool
+from transforms import counters
+
+
+def work(n):
+    preloaded = "pipelines.monitor" in sys.modules  # imported before the fork
+    counters.count_labelled("model-f", n)
+    with open(os.path.join(sys.argv[1], f"fork-{os.getpid()}.json"), "w") as out:
+        json.dump({"parent": os.getppid(), "preloaded": preloaded}, out)
+
+
+counters.add_worker_counters(sys.argv[1])
+counters.count_labelled("model-f", 5)  # a series in memory before the fork: the forks must not count into it
+forker = worker_pool.start_forker()
+pids = [forker.start(work, (7,), {"PROMETHEUS_MULTIPROC_DIR": sys.argv[1]}) for _ in range(2)]
+pids.append(forker.start(work, ()))  # a missing argument: its traceback goes to stderr
+for pid in pids:
+    worker_pool.stop_process(pid, timeout=60)  # each ends by itself first, reaped by the forking process
+print(json.dumps({"metrics": generate_latest(counters.served()).decode(), "forker": forker.pid, "forks": pids}))
+"""
+
+
+def test_forked_workers_start_with_the_modules_imported_and_count_into_files(tmp_path):
+    result = subprocess.run([sys.executable, "-c", _FORKED, str(tmp_path)], capture_output=True, text=True,
+                            timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    samples = {s.name: s.value for f in text_string_to_metric_families(out["metrics"])
+               for s in f.samples if s.labels.get("model") == "model-f"}
+    assert samples["ampel_labelled_predictions_total"] == 5 + 2 * 7  # in memory here, in files in the forks
+    forks = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("fork-*.json"))]
+    assert forks == [{"parent": out["forker"], "preloaded": True}] * 2
+    assert len(set(out["forks"])) == 3 and out["forker"] not in out["forks"]
+    assert "TypeError" in result.stderr and "work()" in result.stderr  # the failing fork's last word
